@@ -1,0 +1,41 @@
+"""linkprobe: which way of materialising files works from here to there — clone,
+hardlink, symlink or copy — decided by real attempts on the real paths."""
+
+from __future__ import annotations
+
+from linkprobe.errors import (
+    InvalidModeError,
+    InvalidPathError,
+    LinkFailedError,
+    LinkprobeError,
+    NoUsableModeError,
+    TargetNotDirectoryError,
+    UnsupportedModeError,
+)
+from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode
+from linkprobe.probe import SCRATCH_PREFIX, clear_cache, probe, select
+from linkprobe.result import Probe, SideFacts, Status, Verdict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AUTO_ORDER",
+    "SCRATCH_PREFIX",
+    "InvalidModeError",
+    "InvalidPathError",
+    "LinkFailedError",
+    "LinkMode",
+    "LinkprobeError",
+    "NoUsableModeError",
+    "Probe",
+    "SideFacts",
+    "Status",
+    "TargetNotDirectoryError",
+    "UnsupportedModeError",
+    "Verdict",
+    "__version__",
+    "clear_cache",
+    "parse_mode",
+    "probe",
+    "select",
+]

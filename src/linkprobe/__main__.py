@@ -1,0 +1,10 @@
+"""``python -m linkprobe``."""
+
+from __future__ import annotations
+
+import sys
+
+from linkprobe.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""``python -m linkprobe`` / ``linkprobe``: print the mode to use, or why none works.
+
+Exit codes: 0 success; 1 the explicit mode does not work here, or no mode works;
+2 usage or bad input. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Final, NoReturn, TextIO
+
+from linkprobe.errors import InvalidModeError, LinkprobeError, NoUsableModeError, UnsupportedModeError
+from linkprobe.modes import VALID_WORDS, LinkMode
+from linkprobe.probe import probe, requested_mode
+from linkprobe.result import Probe
+
+__all__ = ["EXIT_NO_MODE", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK: Final[int] = 0
+#: The explicit mode does not work here, or no mode works at all.
+EXIT_NO_MODE: Final[int] = 1
+#: Usage or bad input: a bad mode word, an empty path, a target that is a file.
+EXIT_USAGE: Final[int] = 2
+DEFAULT_ENV: Final[str] = "LINKPROBE_MODE"
+_FORMATS: Final[tuple[str, ...]] = ("mode", "text", "json", "env")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"linkprobe: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="linkprobe",
+        description="Find the best way to put files from SOURCE into TARGET: clone, hardlink, symlink or copy.",
+        epilog="Exit status: 0 success, 1 the chosen mode (or every mode) does not work here, 2 bad usage or input.",
+    )
+    parser.add_argument("source", metavar="SOURCE", help="directory (or file) files come from, e.g. a cache")
+    parser.add_argument("target", metavar="TARGET", help="directory files go to; may not exist yet")
+    parser.add_argument(
+        "--mode",
+        metavar="MODE",
+        help=f"verify this mode instead of choosing one ({', '.join(VALID_WORDS)}; aliases reflink, cow, softlink)",
+    )
+    parser.add_argument(
+        "--env",
+        metavar="NAME",
+        default=DEFAULT_ENV,
+        help=f"read an explicit mode from environment variable NAME (default {DEFAULT_ENV}); --mode wins",
+    )
+    parser.add_argument(
+        "--format", choices=_FORMATS, default="mode", help="mode word (default), text, json, or env (NAME=mode)"
+    )
+    from linkprobe import __version__
+
+    parser.add_argument("--version", action="version", version=f"linkprobe {__version__}")
+    return parser
+
+
+def _render_text(result: Probe, mode: LinkMode | None, explicit: bool, out: TextIO) -> None:
+    lines = [f"mode: {mode.value if mode else 'none'} ({'explicit' if explicit else 'auto'})"]
+    for verdict in result.verdicts:
+        errno_name = f" [{verdict.errno_name}]" if verdict.errno_name else ""
+        lines.append(f"  {verdict.mode.value:<9} {verdict.status.value:<12}{errno_name} {verdict.reason}")
+    for role, side in (("source", result.source), ("target", result.target)):
+        lines.append(
+            f"{role}: {side.given}\n  probed {side.probed}\n  st_dev {side.st_dev}, "
+            f"mount {side.mount_point} ({side.fstype}{', read-only' if side.read_only else ''})"
+        )
+    lines.append(
+        f"same device: {'yes' if result.same_device else 'no'}, same mount: {'yes' if result.same_mount else 'no'}"
+    )
+    if result.linked_from_existing:
+        lines.append(f"linked from existing file {result.linked_from} (source not writable)")
+    out.write("\n".join(lines) + "\n")
+
+
+def _emit(fmt: str, env: str, result: Probe, mode: LinkMode | None, explicit: bool, error: str | None) -> None:
+    out = sys.stdout
+    if fmt == "text":
+        _render_text(result, mode, explicit, out)
+    elif fmt == "json":
+        document = {"mode": mode.value if mode else None, "explicit": explicit, **result.to_dict()}
+        if error is not None:
+            document["error"] = error
+        out.write(json.dumps(document, indent=2) + "\n")
+    elif mode is not None:
+        out.write(f"{env}={mode.value}\n" if fmt == "env" else f"{mode.value}\n")
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised as an exception so that every ``finally`` removes its scratch files."""
+
+
+@contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """SIGTERM unwinds like SIGINT, and neither lands while a scratch file is unaccounted for.
+
+    Both signals are blocked during the probe (a few milliseconds) and delivered right
+    after, when every scratch file has been removed.
+    """
+
+    def on_term(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    if sys.platform == "win32":  # no signal masks; Ctrl-C still unwinds through finally
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stderr.write(f"linkprobe: error: {message}\n")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        explicit_mode = requested_mode(args.mode, args.env or None)
+        explicit = explicit_mode is not None
+        try:
+            with _signals_as_exceptions():
+                result = probe(args.source, args.target, cache=False)
+        except _Terminated:
+            return 128 + signal.SIGTERM
+        try:
+            mode = result.require(explicit_mode)
+        except (UnsupportedModeError, NoUsableModeError) as exc:
+            _emit(args.format, args.env, result, None, explicit, str(exc))
+            return _fail(EXIT_NO_MODE, str(exc))
+        _emit(args.format, args.env, result, mode, explicit, None)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    except InvalidModeError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except LinkprobeError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except OSError as exc:  # a failure of the machine itself, e.g. /proc unreadable
+        return _fail(EXIT_NO_MODE, f"{exc.strerror or exc} ({os.fspath(exc.filename or '')})")
+    return EXIT_OK
+
+
+def main_exit() -> None:
+    """Console-script entry point: exit with :func:`main`'s status."""
+    sys.exit(main())

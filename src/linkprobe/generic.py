@@ -1,0 +1,18 @@
+"""Fallback backend for any other OS: no clone, POSIX links and a plain copy loop."""
+
+from __future__ import annotations
+
+import errno
+
+from linkprobe.api import LinkBackend
+
+__all__ = ["GenericBackend"]
+
+
+class GenericBackend(LinkBackend):
+    """An OS linkprobe has no clone call for (FreeBSD, ...): clone reports ENOTSUP."""
+
+    name = "generic"
+
+    def clone(self, source: str, target: str) -> None:
+        raise OSError(errno.EOPNOTSUPP, "no clone call known for this OS", source, None, target)

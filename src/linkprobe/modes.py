@@ -1,0 +1,70 @@
+"""Link modes and the pure rules for reading them from users (no I/O here)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from linkprobe.errors import InvalidModeError
+
+__all__ = [
+    "AUTO_ORDER",
+    "LinkMode",
+    "parse_mode",
+]
+
+
+class LinkMode(str, enum.Enum):
+    """A way of materialising a file from a source directory in a target directory."""
+
+    CLONE = "clone"
+    HARDLINK = "hardlink"
+    SYMLINK = "symlink"
+    COPY = "copy"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The order auto mode prefers. Symlink is never chosen automatically: a symlink into a
+#: cache breaks the day the cache is pruned, so only a caller may ask for it.
+AUTO_ORDER: Final[tuple[LinkMode, ...]] = (LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.COPY)
+
+#: Spellings other tools use (uv: ``reflink``; pnpm: ``clone``; cp: ``--reflink``;
+#: conda: ``softlink``). Every key is already lower case and stripped.
+_ALIASES: Final[dict[str, LinkMode]] = {
+    "clone": LinkMode.CLONE,
+    "reflink": LinkMode.CLONE,
+    "cow": LinkMode.CLONE,
+    "hardlink": LinkMode.HARDLINK,
+    "symlink": LinkMode.SYMLINK,
+    "softlink": LinkMode.SYMLINK,
+    "copy": LinkMode.COPY,
+}
+
+#: Values that mean "nothing chosen": decide by probing.
+_AUTO_WORDS: Final[frozenset[str]] = frozenset({"", "auto"})
+
+#: What error messages list as valid, in a stable order.
+VALID_WORDS: Final[tuple[str, ...]] = ("auto", *(mode.value for mode in LinkMode))
+
+
+def parse_mode(value: str | LinkMode | None, *, source: str = "mode") -> LinkMode | None:
+    """Read a user's mode word; ``None`` means auto.
+
+    Case-insensitive, surrounding white space ignored, aliases accepted. ``None``, an
+    empty string and ``"auto"`` all mean auto. ``source`` names where the value came from
+    (``"--mode"``, ``"environment variable UV_LINK_MODE"``) so the error can say so.
+
+    :raises InvalidModeError: for any other value; the message names the bad value and
+        lists the valid ones.
+    """
+    if value is None or isinstance(value, LinkMode):
+        return value
+    word = value.strip().lower()
+    if word in _AUTO_WORDS:
+        return None
+    try:
+        return _ALIASES[word]
+    except KeyError:
+        raise InvalidModeError(value, source=source, valid=VALID_WORDS) from None

@@ -1,0 +1,109 @@
+"""Which mount a path lives on: pure parsing apart, system reading at the edges.
+
+On Linux the table comes from ``/proc/self/mountinfo`` (it has mount IDs, so two bind
+mounts of one filesystem are told apart even when ``st_dev`` is equal); elsewhere, or when
+/proc is not mounted, from ``psutil.disk_partitions(all=True)`` — ``all=True`` because the
+default drops "nodev" filesystems such as overlay, tmpfs and fuse, a container's ``/``
+among them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "Mount",
+    "find_mount",
+    "mount_table",
+    "parse_mountinfo",
+    "unescape_mount_field",
+]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of the mount table."""
+
+    mount_point: str
+    fstype: str
+    device: str
+    options: tuple[str, ...] = ()
+    mount_id: int | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def unescape_mount_field(field: str) -> str:
+    r"""Undo the kernel's octal escapes in mount fields (space is ``\040``, ``\`` is ``\134``)."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """Parse ``/proc/self/mountinfo`` (proc(5)); lines that do not parse are skipped.
+
+    Format: ``ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER``.
+    """
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            separator = fields.index("-", 6)
+            mount_id = int(fields[0])
+            mount_point = unescape_mount_field(fields[4])
+            options = tuple(fields[5].split(","))
+            fstype = unescape_mount_field(fields[separator + 1])
+            device = unescape_mount_field(fields[separator + 2])
+        except (ValueError, IndexError):
+            continue
+        mounts.append(Mount(mount_point, fstype, device, options, mount_id))
+    return mounts
+
+
+def _under(path: str, mount_point: str, sep: str) -> bool:
+    if path == mount_point:
+        return True
+    prefix = mount_point if mount_point.endswith(sep) else mount_point + sep
+    return path.startswith(prefix)
+
+
+def find_mount(path: str, mounts: Sequence[Mount], *, sep: str = os.sep) -> Mount | None:
+    """The mount a resolved ``path`` lives on: the longest mount point that contains it.
+
+    Of equal mount points the last wins: a later mount hides an earlier one at the same
+    place (overmounting). Windows mount points are compared without case.
+    """
+    fold = sep == "\\"
+    key = path.casefold() if fold else path
+    best: Mount | None = None
+    for mount in mounts:
+        point = mount.mount_point.casefold() if fold else mount.mount_point
+        if _under(key, point, sep) and (best is None or len(point) >= len(best.mount_point)):
+            best = mount
+    return best
+
+
+def _from_psutil() -> list[Mount]:
+    import psutil  # ~20 ms to import: only paid where /proc/self/mountinfo is missing
+
+    return [
+        Mount(part.mountpoint, part.fstype, part.device, tuple(part.opts.split(",")))
+        for part in psutil.disk_partitions(all=True)
+    ]
+
+
+def mount_table(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    """The live mount table (re-read every call: mounts change under long-lived processes)."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as handle:
+            mounts = parse_mountinfo(handle.read())
+    except OSError:
+        mounts = []
+    return mounts or _from_psutil()

@@ -1,0 +1,308 @@
+"""Probe a source/target pair by really attempting every mode on tiny scratch files."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Final
+
+from linkprobe.api import FileIdentity, LinkBackend
+from linkprobe.backends import default_backend
+from linkprobe.errors import InvalidPathError, TargetNotDirectoryError
+from linkprobe.modes import LinkMode, parse_mode
+from linkprobe.mounts import Mount, find_mount, mount_table
+from linkprobe.reasons import ReasonContext, errno_of, explain_failure, explain_not_probed, explain_success
+from linkprobe.result import Probe, SideFacts, Status, Verdict
+
+__all__ = [
+    "SCRATCH_PREFIX",
+    "clear_cache",
+    "probe",
+    "select",
+]
+
+#: Every scratch name starts with this, so litter (if a process is killed with SIGKILL)
+#: is recognisable and safe to delete by hand.
+SCRATCH_PREFIX: Final[str] = ".linkprobe-"
+#: How many directory entries to look at for an existing file on a read-only source.
+_SEARCH_LIMIT: Final[int] = 2000
+
+#: The order of attempts. Copy goes first: if no file can be created in the target at
+#: all, its errno explains every other failure too.
+_ATTEMPT_ORDER: Final[tuple[LinkMode, ...]] = (LinkMode.COPY, LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.SYMLINK)
+
+_cache: dict[tuple[str, str], Probe] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every cached probe (e.g. after mounting something)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _scratch_name(directory: str, tag: str) -> str:
+    return os.path.join(directory, f"{SCRATCH_PREFIX}{secrets.token_hex(8)}-{tag}")
+
+
+def _checked(path: str | os.PathLike[str], role: str) -> str:
+    text = os.fspath(path)
+    if not text:
+        raise InvalidPathError(text, f"{role} path is empty")
+    if "\0" in text:
+        raise InvalidPathError(text, f"{role} path contains a NUL byte")
+    return text
+
+
+def _stat_or_none(path: str, role: str) -> os.stat_result | None:
+    """stat() that says None for "not there yet" and raises for everything else."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise InvalidPathError(path, f"a parent of the {role} is not a directory") from None
+    except PermissionError:
+        raise InvalidPathError(path, f"permission denied: cannot look inside a parent of the {role}") from None
+    except OSError as exc:
+        code = errno_of(exc)
+        if code == errno.ELOOP:
+            raise InvalidPathError(path, f"{role} path has a symlink loop") from None
+        if code == errno.ENAMETOOLONG:
+            raise InvalidPathError(path, f"{role} path is too long") from None
+        raise InvalidPathError(path, f"{role}: {exc.strerror or exc}") from None
+
+
+def _locate(path: str, role: str) -> tuple[str, str | None]:
+    """The nearest existing directory of ``path`` (symlinks resolved) and, for a source
+    that is a regular file, that file. Never creates anything."""
+    current = os.path.abspath(path)
+    while True:
+        info = _stat_or_none(current, role)
+        if info is not None:
+            break
+        parent = os.path.dirname(current)
+        if parent == current:  # a missing drive root on Windows
+            raise InvalidPathError(path, f"no part of the {role} path exists")
+        current = parent
+    try:
+        resolved = os.path.realpath(current, strict=True)
+    except OSError as exc:  # a symlink loop or a component made unreadable meanwhile
+        raise InvalidPathError(path, f"{role} cannot be resolved: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        return resolved, None
+    if role == "source" and stat.S_ISREG(info.st_mode) and current == os.path.abspath(path):
+        return os.path.dirname(resolved), resolved
+    if role == "target" and current == os.path.abspath(path):
+        raise TargetNotDirectoryError(path)
+    raise InvalidPathError(path, f"{current} is not a directory")
+
+
+def _side_facts(given: str, probed: str, mounts: list[Mount]) -> SideFacts:
+    info = os.stat(probed)
+    mount = find_mount(probed, mounts)
+    return SideFacts(
+        given=given,
+        probed=probed,
+        st_dev=info.st_dev,
+        mount_point=mount.mount_point if mount else None,
+        fstype=mount.fstype if mount else None,
+        mount_device=mount.device if mount else None,
+        mount_id=mount.mount_id if mount else None,
+        read_only=mount.read_only if mount else False,
+    )
+
+
+def _existing_file(directory: str) -> str | None:
+    """A regular file under ``directory`` to link from when we may not write there.
+
+    Breadth first, symlinks not followed, at most _SEARCH_LIMIT entries looked at: a
+    package cache has files near the top, and a probe must stay cheap.
+    """
+    pending = deque([directory])
+    seen = 0
+    while pending and seen < _SEARCH_LIMIT:
+        try:
+            with os.scandir(pending.popleft()) as entries:
+                for entry in entries:
+                    seen += 1
+                    if entry.name.startswith(SCRATCH_PREFIX):
+                        continue
+                    if entry.is_file(follow_symlinks=False):
+                        return entry.path
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+        except OSError:
+            continue
+    return None
+
+
+def _is_other_owner(path: str) -> bool:
+    if sys.platform == "win32":  # no fs.protected_hardlinks, no euid
+        return False
+    euid = os.geteuid()
+    if euid == 0:
+        return False
+    try:
+        return os.stat(path).st_uid != euid
+    except OSError:
+        return False
+
+
+class _Attempts:
+    """Runs the attempts and removes every name it created, whatever happens."""
+
+    def __init__(self, backend: LinkBackend) -> None:
+        self.backend = backend
+        self.created: list[tuple[str, FileIdentity | None]] = []
+
+    def make_source(self, directory: str) -> tuple[str | None, int | None]:
+        """A scratch file in the source directory, or (None, errno) if it cannot take one."""
+        name = _scratch_name(directory, "src")
+        try:
+            self.created.append((name, self.backend.create_scratch(name)))
+        except OSError as exc:
+            return None, errno_of(exc)
+        return name, None
+
+    def attempt(self, mode: LinkMode, source_file: str | None, source_dir: str, target_dir: str) -> int | None:
+        """Try one mode; None on success, else the errno."""
+        name = _scratch_name(target_dir, mode.value)
+        backend = self.backend
+        try:
+            if mode is LinkMode.SYMLINK:
+                backend.symlink(source_file or source_dir, name)
+            elif source_file is None:  # copy without a source file: can we create files?
+                self.created.append((name, backend.create_scratch(name)))
+                return None
+            elif mode is LinkMode.COPY:
+                backend.copy(source_file, name)
+            elif mode is LinkMode.CLONE:
+                backend.clone(source_file, name)
+            else:
+                backend.hardlink(source_file, name)
+        except OSError as exc:
+            return errno_of(exc)
+        self.created.append((name, backend.identity(name)))
+        return None
+
+    def clean(self) -> None:
+        for name, identity in reversed(self.created):
+            # Nothing more can be done on failure; the name carries SCRATCH_PREFIX.
+            with contextlib.suppress(OSError):
+                self.backend.remove_if_same(name, identity)
+        self.created.clear()
+
+
+def _run(
+    given_source: str,
+    given_target: str,
+    source: tuple[str, str | None],
+    target_dir: str,
+    backend: LinkBackend,
+    mounts: list[Mount],
+) -> Probe:
+    source_dir, source_file = source
+    source_facts = _side_facts(given_source, source_file or source_dir, mounts)
+    target_facts = _side_facts(given_target, target_dir, mounts)
+    attempts = _Attempts(backend)
+    results: dict[LinkMode, int | None] = {}
+    source_errno: int | None = None
+    existing = source_file is not None
+    try:
+        if source_file is None:
+            source_file, source_errno = attempts.make_source(source_dir)
+            if source_file is None:
+                source_file = _existing_file(source_dir)
+                existing = source_file is not None
+        for mode in _ATTEMPT_ORDER:
+            if source_file is None and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
+                continue
+            results[mode] = attempts.attempt(mode, source_file, source_dir, target_dir)
+    finally:
+        attempts.clean()
+    ctx = ReasonContext(source_facts, target_facts, other_owner=existing and _is_other_owner(source_file or ""))
+    verdicts = []
+    for mode in LinkMode:
+        if mode not in results:
+            why = source_errno if source_errno is not None else errno.ENOENT
+            verdicts.append(Verdict(mode, Status.NOT_PROBED, explain_not_probed(why, ctx), why))
+        elif (failure := results[mode]) is None:
+            verdicts.append(Verdict(mode, Status.SUPPORTED, explain_success(mode, ctx)))
+        else:
+            verdicts.append(Verdict(mode, Status.UNSUPPORTED, explain_failure(mode, failure, ctx), failure))
+    return Probe(source_facts, target_facts, tuple(verdicts), source_file if existing else None, existing)
+
+
+def probe(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    cache: bool = True,
+    backend: LinkBackend | None = None,
+    mounts: Callable[[], list[Mount]] = mount_table,
+) -> Probe:
+    """Find out which modes work from ``source`` to ``target`` by attempting each.
+
+    Paths that do not exist yet are probed at their nearest existing ancestor; nothing
+    is created but scratch files, which are removed before returning (also on errors and
+    KeyboardInterrupt). Results are cached per probed pair unless ``cache`` is False.
+
+    :raises InvalidPathError: an empty path, a NUL byte, an unsearchable parent.
+    :raises TargetNotDirectoryError: ``target`` exists and is not a directory.
+    """
+    given_source = _checked(source, "source")
+    given_target = _checked(target, "target")
+    located_source = _locate(given_source, "source")
+    target_dir, _ = _locate(given_target, "target")
+    key = (located_source[1] or located_source[0], target_dir)
+    if cache:
+        with _cache_lock:
+            hit = _cache.get(key)
+        if hit is not None:
+            # Same probed pair under other spellings (a relative path, a symlink).
+            return replace(
+                hit, source=replace(hit.source, given=given_source), target=replace(hit.target, given=given_target)
+            )
+    result = _run(given_source, given_target, located_source, target_dir, backend or default_backend(), mounts())
+    if cache:
+        with _cache_lock:
+            _cache[key] = result
+    return result
+
+
+def requested_mode(
+    mode: LinkMode | str | None, env: str | None, environ: Mapping[str, str] | None = None
+) -> LinkMode | None:
+    """The explicit mode: ``mode`` itself, or else the environment variable ``env``."""
+    if mode is not None:
+        return parse_mode(mode, source="mode")
+    if not env:
+        return None
+    value = (os.environ if environ is None else environ).get(env)
+    return parse_mode(value, source=f"environment variable {env}")
+
+
+def select(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    mode: LinkMode | str | None = None,
+    *,
+    env: str | None = "LINKPROBE_MODE",
+) -> LinkMode:
+    """The mode to use from ``source`` to ``target``, verified by a probe.
+
+    Explicit (``mode``, or the environment variable named ``env``): that mode if it works,
+    else :class:`~linkprobe.UnsupportedModeError` — never another mode. Auto: the best
+    working mode, else :class:`~linkprobe.NoUsableModeError`.
+    """
+    chosen = requested_mode(mode, env)
+    return probe(source, target).require(chosen)

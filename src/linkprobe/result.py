@@ -1,0 +1,163 @@
+"""What a probe found, as frozen values, and the pure rules that read them."""
+
+from __future__ import annotations
+
+import enum
+import errno as _errno
+from dataclasses import dataclass
+from typing import Any
+
+from linkprobe.errors import NoUsableModeError, UnsupportedModeError
+from linkprobe.modes import AUTO_ORDER, LinkMode
+
+__all__ = [
+    "Probe",
+    "SideFacts",
+    "Status",
+    "Verdict",
+    "best_mode",
+]
+
+
+class Status(str, enum.Enum):
+    """How one mode fared."""
+
+    SUPPORTED = "supported"
+    UNSUPPORTED = "unsupported"
+    #: Not attempted: e.g. no file to link from on a read-only source.
+    NOT_PROBED = "not-probed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of really attempting one mode between source and target."""
+
+    mode: LinkMode
+    status: Status
+    reason: str
+    errno: int | None = None
+
+    @property
+    def supported(self) -> bool:
+        return self.status is Status.SUPPORTED
+
+    @property
+    def errno_name(self) -> str | None:
+        if self.errno is None:
+            return None
+        if self.errno == _errno.EOPNOTSUPP:
+            # Linux gives ENOTSUP and EOPNOTSUPP one number; man pages name EOPNOTSUPP.
+            return "EOPNOTSUPP"
+        return _errno.errorcode.get(self.errno, str(self.errno))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "supported": self.supported,
+            "errno": self.errno_name,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class SideFacts:
+    """Where one side of the pair really is. These explain a verdict; they never decide it."""
+
+    #: The path as the caller gave it.
+    given: str
+    #: The existing directory (or source file) that was probed, symlinks resolved.
+    probed: str
+    st_dev: int
+    mount_point: str | None
+    fstype: str | None
+    mount_device: str | None = None
+    mount_id: int | None = None
+    read_only: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "given": self.given,
+            "probed": self.probed,
+            "st_dev": self.st_dev,
+            "mount_point": self.mount_point,
+            "fstype": self.fstype,
+            "mount_device": self.mount_device,
+            "mount_id": self.mount_id,
+            "read_only": self.read_only,
+        }
+
+
+def best_mode(verdicts: tuple[Verdict, ...]) -> LinkMode | None:
+    """Clone, then hardlink, then copy; symlink never; None when none works."""
+    working = {verdict.mode for verdict in verdicts if verdict.supported}
+    return next((mode for mode in AUTO_ORDER if mode in working), None)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The result of :func:`linkprobe.probe`: one verdict per mode plus the facts."""
+
+    source: SideFacts
+    target: SideFacts
+    verdicts: tuple[Verdict, ...]
+    #: The file the link attempts used: a scratch file, or an existing file of a
+    #: read-only source; None when there was none.
+    linked_from: str | None
+    linked_from_existing: bool
+
+    @property
+    def best(self) -> LinkMode | None:
+        return best_mode(self.verdicts)
+
+    @property
+    def same_device(self) -> bool:
+        return self.source.st_dev == self.target.st_dev
+
+    @property
+    def same_mount(self) -> bool:
+        if self.source.mount_id is not None and self.target.mount_id is not None:
+            return self.source.mount_id == self.target.mount_id
+        return self.source.mount_point is not None and self.source.mount_point == self.target.mount_point
+
+    def verdict(self, mode: LinkMode) -> Verdict:
+        return next(verdict for verdict in self.verdicts if verdict.mode is mode)
+
+    def supports(self, mode: LinkMode) -> bool:
+        return self.verdict(mode).supported
+
+    def require(self, mode: LinkMode | None) -> LinkMode:
+        """Apply the two rules: explicit is verified, never replaced; auto takes the best.
+
+        :raises UnsupportedModeError: ``mode`` was chosen and does not work here.
+        :raises NoUsableModeError: auto, and no mode works.
+        """
+        if mode is not None:
+            verdict = self.verdict(mode)
+            if not verdict.supported:
+                raise UnsupportedModeError(mode, self.source.given, self.target.given, verdict.errno, verdict.reason)
+            return mode
+        best = self.best
+        if best is None:
+            failed = [verdict for verdict in self.verdicts if verdict.mode in AUTO_ORDER]
+            raise NoUsableModeError(
+                self.source.given,
+                self.target.given,
+                {verdict.mode: verdict.reason for verdict in failed},
+                next((verdict.errno for verdict in reversed(failed) if verdict.errno), None),
+            )
+        return best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best.value if self.best else None,
+            "modes": {verdict.mode.value: verdict.to_dict() for verdict in self.verdicts},
+            "source": self.source.to_dict(),
+            "target": self.target.to_dict(),
+            "same_device": self.same_device,
+            "same_mount": self.same_mount,
+            "linked_from": self.linked_from,
+            "linked_from_existing": self.linked_from_existing,
+        }
