@@ -7,11 +7,13 @@ from linkprobe.errors import (
     InvalidModeError,
     InvalidPathError,
     LinkFailedError,
+    LinkModeFallbackWarning,
     LinkprobeError,
     NoUsableModeError,
     TargetNotDirectoryError,
     UnsupportedModeError,
 )
+from linkprobe.linker import Fallback, Linker, LinkStats
 from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode
 from linkprobe.probe import SCRATCH_PREFIX, clear_cache, probe, select
 from linkprobe.result import Probe, SideFacts, Status, Verdict
@@ -21,10 +23,14 @@ __version__ = "0.1.0"
 __all__ = [
     "AUTO_ORDER",
     "SCRATCH_PREFIX",
+    "Fallback",
     "InvalidModeError",
     "InvalidPathError",
     "LinkFailedError",
     "LinkMode",
+    "LinkModeFallbackWarning",
+    "LinkStats",
+    "Linker",
     "LinkprobeError",
     "NoUsableModeError",
     "Probe",

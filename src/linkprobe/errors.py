@@ -18,6 +18,7 @@ __all__ = [
     "InvalidModeError",
     "InvalidPathError",
     "LinkFailedError",
+    "LinkModeFallbackWarning",
     "LinkprobeError",
     "NoUsableModeError",
     "TargetNotDirectoryError",
@@ -107,3 +108,12 @@ class LinkFailedError(LinkprobeError, OSError):
 
     def __str__(self) -> str:
         return f"cannot {self.mode.value} {self.source} to {self.target}: {self.reason}"
+
+
+class LinkModeFallbackWarning(UserWarning):
+    """Auto mode stepped down to another mode for a source/target mount pair.
+
+    Emitted once per pair. Silence it by choosing the mode explicitly (``--mode``, the
+    ``mode=`` argument or the environment variable), which also turns a later failure
+    into an error instead of a fallback.
+    """

@@ -5,6 +5,7 @@ The kernel's answer decides; the facts (mounts, devices, owners) only choose the
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from linkprobe.result import SideFacts
 __all__ = [
     "MODE_UNSUPPORTED_ERRNOS",
     "PER_FILE_ERRNOS",
+    "FailureAction",
     "ReasonContext",
     "errno_of",
     "explain_failure",
     "explain_not_probed",
     "explain_success",
+    "on_failure",
 ]
 
 _ENOTSUP: Final[int] = getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)
@@ -178,3 +181,29 @@ def explain_success(mode: LinkMode, ctx: ReasonContext) -> str:
     if mode is LinkMode.SYMLINK:
         return f"{fs} has symbolic links"
     return f"files can be created in {ctx.target.probed}"
+
+
+class FailureAction(enum.Enum):
+    """What the linker does when materialising one file failed."""
+
+    #: The mode does not work for this mount pair: step down, for good (auto only).
+    FALL_BACK = "fall-back"
+    #: Only this file is the problem: copy it and keep the pair's mode (auto only).
+    COPY_FILE = "copy-file"
+    #: Not about the mode (ENOENT, EACCES, ENOSPC, ...), or the mode was explicit.
+    RAISE = "raise"
+
+
+def on_failure(mode: LinkMode, code: int, *, explicit: bool) -> FailureAction:
+    """The linker's rule for a failed file operation. Explicit modes never change."""
+    if explicit or mode is LinkMode.COPY:
+        return FailureAction.RAISE
+    if code in PER_FILE_ERRNOS and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
+        return FailureAction.COPY_FILE
+    if code == errno.EINVAL and mode is LinkMode.CLONE:
+        # The probe already cloned a file on this pair, so EINVAL (ioctl_ficlone(2): e.g.
+        # a swap or special file) is about this one file, not the filesystem.
+        return FailureAction.COPY_FILE
+    if code in MODE_UNSUPPORTED_ERRNOS:
+        return FailureAction.FALL_BACK
+    return FailureAction.RAISE
