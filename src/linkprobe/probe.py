@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import sys
 import threading
@@ -50,7 +49,7 @@ def clear_cache() -> None:
 
 
 def _scratch_name(directory: str, tag: str) -> str:
-    return os.path.join(directory, f"{SCRATCH_PREFIX}{secrets.token_hex(8)}-{tag}")
+    return os.path.join(directory, f"{SCRATCH_PREFIX}{os.urandom(8).hex()}-{tag}")
 
 
 def _checked(path: str | os.PathLike[str], role: str) -> str:
