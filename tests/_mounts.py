@@ -89,7 +89,7 @@ SESSION_TMPFS_SIZE = "256m"
 
 # Root's PATH normally has the sbin directories, but a stripped-down CI
 # environment may not; mkfs.* and losetup live there.
-_SBIN_PATH = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
+_TOOL_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 _CAP_SYS_ADMIN = 21
 _LOOP_WAIT_SECONDS = 5.0
 _UMOUNT_ATTEMPTS = 5
@@ -116,7 +116,7 @@ class FilesystemUnavailableError(RuntimeError):
 
 def which(tool: str) -> str | None:
     """Find *tool* on PATH, falling back to the usual sbin directories."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), *_SBIN_PATH])
+    search = os.pathsep.join([os.environ.get("PATH", ""), *_TOOL_DIRS])
     return shutil.which(tool, path=search)
 
 
@@ -249,8 +249,8 @@ def _filesystem_available(fstype: str) -> bool:
     if fstype in known:
         return True
     # /proc/filesystems only lists loaded modules; mount(2) autoloads others.
-    module_dir = Path("/lib/modules", os.uname().release, "kernel", "fs", fstype)
-    return module_dir.is_dir()
+    module = {"fuseblk": "fuse", "overlay": "overlayfs"}.get(fstype, fstype)
+    return Path("/lib/modules", os.uname().release, "kernel", "fs", module).is_dir()
 
 
 def _has_cap_sys_admin() -> bool:
@@ -353,21 +353,31 @@ def make_base_dir(parent: Path | None = None) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True if *pid* is a running process (zombies count as dead).
+
+    A SIGKILLed session can linger as a zombie until its parent reaps it,
+    and os.kill(pid, 0) still succeeds on zombies.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            stat = f.read()
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    return True
+    except OSError:
+        return True  # cannot tell: leave its files alone
+    state = stat.rpartition(")")[2].split()[0]  # the command name may contain spaces
+    return state not in ("Z", "X")
 
 
-def _unmount_tree(top: Path, errors: list[str]) -> None:
-    """Unmount everything at or below *top*, deepest first; lazily if stuck."""
+def _unmount_tree(top: Path, errors: list[str]) -> bool:
+    """Unmount everything at or below *top*, deepest first; lazily if stuck.
+
+    Returns True if everything went away without a lazy unmount.
+    """
     for attempt in range(_UMOUNT_ATTEMPTS):
         entries = _mounts_under(top)
         if not entries:
-            return
+            return True
         for entry in entries:
             # Busy or already gone: either way, look again after a pause.
             with contextlib.suppress(CommandError):
@@ -383,6 +393,7 @@ def _unmount_tree(top: Path, errors: list[str]) -> None:
             errors.append(str(exc))
     for entry in _mounts_under(top):
         errors.append(f"still mounted: {entry.mountpoint} ({entry.fstype})")
+    return False
 
 
 def _detach_loops(devices: Iterable[str], errors: list[str]) -> None:
@@ -396,14 +407,18 @@ def _detach_loops(devices: Iterable[str], errors: list[str]) -> None:
                 errors.append(str(exc))
 
 
-def _wait_for_no_loops(lister: Callable[[], list[str]], what: str, errors: list[str]) -> None:
-    """Poll until no loop device matches.
+def _wait_for_no_loops(
+    lister: Callable[[], list[str]], what: str, errors: list[str], wait: float = _LOOP_WAIT_SECONDS
+) -> None:
+    """Detach matching loop devices and poll until none is left.
 
     Detaching a device that is still open (a FUSE daemon that is just
     exiting, or a mount -o loop autoclear in flight) only schedules the
-    detach, so give the kernel a moment.
+    detach, so give the kernel up to *wait* seconds.  After a lazy unmount
+    waiting is pointless: the device goes when the last user lets go.
     """
-    deadline = time.monotonic() + _LOOP_WAIT_SECONDS
+    deadline = time.monotonic() + wait
+    attempted = False
     while True:
         try:
             left = lister()
@@ -412,10 +427,11 @@ def _wait_for_no_loops(lister: Callable[[], list[str]], what: str, errors: list[
             return
         if not left:
             return
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and attempted:
             errors.append(f"loop devices still attached to {what}: {', '.join(left)}")
             return
         _detach_loops(left, errors)
+        attempted = True
         time.sleep(0.1)
 
 
@@ -439,10 +455,11 @@ def _safe_rmtree(path: Path, errors: list[str]) -> None:
         errors.append(f"could not remove {path}: {exc}")
 
 
-def _clean_base(base: Path, errors: list[str]) -> None:
-    _unmount_tree(base, errors)
+def _clean_base(base: Path, errors: list[str], loop_wait: float = _LOOP_WAIT_SECONDS) -> None:
+    """Unmount, detach and delete everything below *base*, then *base* itself."""
+    clean = _unmount_tree(base, errors)
     try:
-        _wait_for_no_loops(lambda: _loop_devices_under(base), str(base), errors)
+        _wait_for_no_loops(lambda: _loop_devices_under(base), str(base), errors, loop_wait if clean else 0)
     except CommandError as exc:  # losetup missing entirely
         errors.append(str(exc))
     _safe_rmtree(base, errors)
@@ -616,8 +633,8 @@ class ScratchMounts:
     *require* is called with a kind from ``KINDS`` before anything is built;
     the default raises FilesystemUnavailableError, conftest passes ``need`` so the
     test is skipped (or failed in CI).  With *remove_base* the base directory
-    itself is deleted by ``close()``.  Not meant for use from several threads
-    at once, though a lock makes that safe.
+    itself is deleted by ``close()``.  A lock makes calls from several threads
+    safe, though pytest itself does not need that.
     """
 
     def __init__(
@@ -783,7 +800,8 @@ class ScratchMounts:
             self._shared.clear()
             try:
                 if self.remove_base:
-                    _clean_base(self.base, errors)
+                    # Per-mount teardown already waited for loop devices.
+                    _clean_base(self.base, errors, loop_wait=0)
                 else:
                     for sub in (self._mnt, self._images, self.base / "overlay"):
                         _safe_rmtree(sub, errors)
@@ -925,18 +943,19 @@ class ScratchMounts:
     def _build_bind(self, record: _Mount, source: Path, *, ro: bool = False) -> None:
         run(["mount", "--bind", source, record.mountpoint])
         if ro:
-            # A read-only flag on the initial bind is ignored by older
-            # mount(8)s; the remount makes it stick everywhere.
+            # The kernel ignores "ro" when creating a bind mount (legacy mount
+            # API); only a remount of the bind makes it read-only.
             run(["mount", "-o", "remount,bind,ro", record.mountpoint])
         if os.stat(source).st_dev != os.stat(record.mountpoint).st_dev:
             raise RuntimeError(f"bind mount of {source} has a different st_dev")
 
     def _teardown(self, record: _Mount, errors: list[str]) -> None:
-        _unmount_tree(record.mountpoint, errors)
+        clean = _unmount_tree(record.mountpoint, errors)
         if record.image is not None:
             # Detach before deleting: losetup -j cannot find a deleted image.
             image = record.image
-            _wait_for_no_loops(lambda: loop_devices_for(image), str(image), errors)
+            wait = _LOOP_WAIT_SECONDS if clean else 0
+            _wait_for_no_loops(lambda: loop_devices_for(image), str(image), errors, wait)
             try:
                 image.unlink(missing_ok=True)
             except OSError as exc:

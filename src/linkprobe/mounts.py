@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Final
 
 __all__ = [
     "Mount",
     "find_mount",
+    "fuseblk_subtype",
     "mount_table",
     "parse_mountinfo",
     "unescape_mount_field",
+    "with_fuse_subtype",
 ]
 
 
@@ -88,6 +91,30 @@ def find_mount(path: str, mounts: Sequence[Mount], *, sep: str = os.sep) -> Moun
         if _under(key, point, sep) and (best is None or len(point) >= len(best.mount_point)):
             best = mount
     return best
+
+
+#: Boot-sector OEM names (offset 3, 8 bytes) of filesystems usually served by FUSE as
+#: plain "fuseblk": mount.exfat-fuse and ntfs-3g set no subtype, so the name is read
+#: from the device itself (root only; otherwise the type stays "fuseblk").
+_OEM_NAMES: Final[dict[bytes, str]] = {b"EXFAT   ": "exfat", b"NTFS    ": "ntfs"}
+
+
+def fuseblk_subtype(device: str) -> str | None:
+    """The filesystem behind a ``fuseblk`` mount, from its boot sector, or None."""
+    try:
+        with open(device, "rb") as handle:
+            header = handle.read(11)
+    except OSError:
+        return None
+    return _OEM_NAMES.get(header[3:11])
+
+
+def with_fuse_subtype(mount: Mount) -> Mount:
+    """``fuseblk`` becomes ``fuseblk.exfat`` (as mountinfo says when a daemon sets a subtype)."""
+    if mount.fstype != "fuseblk" or not mount.device.startswith("/dev/"):
+        return mount
+    subtype = fuseblk_subtype(mount.device)
+    return replace(mount, fstype=f"fuseblk.{subtype}") if subtype else mount
 
 
 def _from_psutil() -> list[Mount]:

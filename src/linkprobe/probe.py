@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Final
 
-from linkprobe.api import FileIdentity, LinkBackend
+from linkprobe.api import FileIdentity, LinkBackend, remove_quietly
 from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidPathError, TargetNotDirectoryError
 from linkprobe.modes import LinkMode, parse_mode
-from linkprobe.mounts import Mount, find_mount, mount_table
+from linkprobe.mounts import Mount, find_mount, mount_table, with_fuse_subtype
 from linkprobe.reasons import ReasonContext, errno_of, explain_failure, explain_not_probed, explain_success
 from linkprobe.result import Probe, SideFacts, Status, Verdict
 
@@ -108,6 +108,8 @@ def _locate(path: str, role: str) -> tuple[str, str | None]:
 def _side_facts(given: str, probed: str, mounts: list[Mount]) -> SideFacts:
     info = os.stat(probed)
     mount = find_mount(probed, mounts)
+    if mount is not None:
+        mount = with_fuse_subtype(mount)
     return SideFacts(
         given=given,
         probed=probed,
@@ -190,6 +192,12 @@ class _Attempts:
                 backend.hardlink(source_file, name)
         except OSError as exc:
             return errno_of(exc)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt) between the kernel creating the name and
+            # us recording it. The name holds 64 random bits, created a moment ago by
+            # this call: nobody else can have planted it, so it is ours to remove.
+            remove_quietly(name)
+            raise
         self.created.append((name, backend.identity(name)))
         return None
 
