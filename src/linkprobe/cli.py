@@ -78,7 +78,7 @@ def _render_text(result: Probe, mode: LinkMode | None, explicit: bool, out: Text
         f"same device: {'yes' if result.same_device else 'no'}, same mount: {'yes' if result.same_mount else 'no'}"
     )
     if result.linked_from_existing:
-        lines.append(f"linked from existing file {result.linked_from} (source not writable)")
+        lines.append(f"linked from existing file {result.linked_from}")
     out.write("\n".join(lines) + "\n")
 
 
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        explicit_mode = requested_mode(args.mode, args.env or None)
+        explicit_mode = requested_mode(args.mode, args.env or None, mode_source="--mode")
         explicit = explicit_mode is not None
         try:
             with _signals_as_exceptions():

@@ -56,6 +56,9 @@ class TargetNotDirectoryError(LinkprobeError, NotADirectoryError):
         super().__init__(_errno.ENOTDIR, "target exists and is not a directory", target)
         self.reason = "target exists and is not a directory"
 
+    def __str__(self) -> str:
+        return f"invalid target {self.filename!r}: {self.reason}"
+
 
 class UnsupportedModeError(LinkprobeError, OSError):
     """An explicitly chosen mode does not work between these two paths.

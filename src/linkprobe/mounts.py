@@ -55,8 +55,10 @@ def parse_mountinfo(text: str) -> list[Mount]:
     Format: ``ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER``.
     """
     mounts = []
-    for line in text.splitlines():
-        fields = line.split(" ")
+    # split("\n"), not splitlines(): the kernel escapes only space, tab, newline and
+    # backslash, so a mount point may hold \x1c or \u2028 as they are.
+    for line in text.split("\n"):
+        fields = line.removesuffix("\r").split(" ")
         try:
             separator = fields.index("-", 6)
             mount_id = int(fields[0])
@@ -71,7 +73,9 @@ def parse_mountinfo(text: str) -> list[Mount]:
 
 
 def _under(path: str, mount_point: str, sep: str) -> bool:
-    if path == mount_point:
+    # Windows volume mount folders are listed with a trailing separator; the folder
+    # itself is on that mount too.
+    if path in (mount_point, mount_point.removesuffix(sep)):
         return True
     prefix = mount_point if mount_point.endswith(sep) else mount_point + sep
     return path.startswith(prefix)
@@ -86,10 +90,12 @@ def find_mount(path: str, mounts: Sequence[Mount], *, sep: str = os.sep) -> Moun
     fold = sep == "\\"
     key = path.casefold() if fold else path
     best: Mount | None = None
+    best_length = -1
     for mount in mounts:
         point = mount.mount_point.casefold() if fold else mount.mount_point
-        if _under(key, point, sep) and (best is None or len(point) >= len(best.mount_point)):
-            best = mount
+        # Lengths of the same spelling: casefold() can lengthen a name ("ß" -> "ss").
+        if _under(key, point, sep) and len(point) >= best_length:
+            best, best_length = mount, len(point)
     return best
 
 

@@ -174,14 +174,19 @@ class _Attempts:
             return None, errno_of(exc)
         return name, None
 
-    def attempt(self, mode: LinkMode, source_file: str | None, source_dir: str, target_dir: str) -> int | None:
+    def attempt(
+        self, mode: LinkMode, source_file: str | None, source_dir: str, target_dir: str, *, source_is_scratch: bool
+    ) -> int | None:
         """Try one mode; None on success, else the errno."""
         name = _scratch_name(target_dir, mode.value)
         backend = self.backend
         try:
             if mode is LinkMode.SYMLINK:
                 backend.symlink(source_file or source_dir, name)
-            elif source_file is None:  # copy without a source file: can we create files?
+            elif source_file is None or (mode is LinkMode.COPY and not source_is_scratch):
+                # A copy from a file that is not our scratch file (a read-only source's,
+                # or the source file given) only checks that files can be created: that
+                # file may be a large wheel.
                 self.created.append((name, backend.create_scratch(name)))
                 return None
             elif mode is LinkMode.COPY:
@@ -233,7 +238,9 @@ def _run(
         for mode in _ATTEMPT_ORDER:
             if source_file is None and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
                 continue
-            results[mode] = attempts.attempt(mode, source_file, source_dir, target_dir)
+            results[mode] = attempts.attempt(
+                mode, source_file, source_dir, target_dir, source_is_scratch=source_file is not None and not existing
+            )
     finally:
         attempts.clean()
     ctx = ReasonContext(source_facts, target_facts, other_owner=existing and _is_other_owner(source_file or ""))
@@ -287,11 +294,15 @@ def probe(
 
 
 def requested_mode(
-    mode: LinkMode | str | None, env: str | None, environ: Mapping[str, str] | None = None
+    mode: LinkMode | str | None,
+    env: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    mode_source: str = "mode",
 ) -> LinkMode | None:
     """The explicit mode: ``mode`` itself, or else the environment variable ``env``."""
     if mode is not None:
-        return parse_mode(mode, source="mode")
+        return parse_mode(mode, source=mode_source)
     if not env:
         return None
     value = (os.environ if environ is None else environ).get(env)

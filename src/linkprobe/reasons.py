@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from linkprobe.modes import LinkMode
-from linkprobe.result import SideFacts
+from linkprobe.result import SideFacts, same_mount
 
 __all__ = [
     "MODE_UNSUPPORTED_ERRNOS",
@@ -79,9 +79,7 @@ class ReasonContext:
 
     @property
     def same_mount(self) -> bool:
-        if self.source.mount_id is not None and self.target.mount_id is not None:
-            return self.source.mount_id == self.target.mount_id
-        return self.source.mount_point == self.target.mount_point
+        return same_mount(self.source, self.target)
 
 
 def _fs(side: SideFacts) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "Status",
     "Verdict",
     "best_mode",
+    "same_mount",
 ]
 
 
@@ -90,6 +91,16 @@ class SideFacts:
         }
 
 
+def same_mount(source: SideFacts, target: SideFacts) -> bool:
+    """One mount on both sides: by mount ID where known (bind mounts), else by mount point.
+
+    Two unknown mounts are not one mount.
+    """
+    if source.mount_id is not None and target.mount_id is not None:
+        return source.mount_id == target.mount_id
+    return source.mount_point is not None and source.mount_point == target.mount_point
+
+
 def best_mode(verdicts: tuple[Verdict, ...]) -> LinkMode | None:
     """Clone, then hardlink, then copy; symlink never; None when none works."""
     working = {verdict.mode for verdict in verdicts if verdict.supported}
@@ -118,14 +129,13 @@ class Probe:
 
     @property
     def same_mount(self) -> bool:
-        if self.source.mount_id is not None and self.target.mount_id is not None:
-            return self.source.mount_id == self.target.mount_id
-        return self.source.mount_point is not None and self.source.mount_point == self.target.mount_point
+        return same_mount(self.source, self.target)
 
-    def verdict(self, mode: LinkMode) -> Verdict:
-        return next(verdict for verdict in self.verdicts if verdict.mode is mode)
+    def verdict(self, mode: LinkMode | str) -> Verdict:
+        wanted = LinkMode(mode)
+        return next(verdict for verdict in self.verdicts if verdict.mode is wanted)
 
-    def supports(self, mode: LinkMode) -> bool:
+    def supports(self, mode: LinkMode | str) -> bool:
         return self.verdict(mode).supported
 
     def require(self, mode: LinkMode | None) -> LinkMode:
