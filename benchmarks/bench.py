@@ -14,6 +14,7 @@ here asserts; it prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -39,7 +40,9 @@ def make_tree(root: Path, files: int) -> None:
         path.write_bytes(rng.randbytes(rng.randint(100, 8000)))
 
 
-def best_of(rounds: int, runs: dict[str, Callable[[], None]], before: Callable[[], None] | None = None) -> dict[str, float]:
+def best_of(
+    rounds: int, runs: dict[str, Callable[[], None]], before: Callable[[], None] | None = None
+) -> dict[str, float]:
     """Minimum wall time of each callable, interleaved round by round."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
@@ -63,16 +66,12 @@ def bare_syscalls(source: str, target: str) -> None:
     names = [os.path.join(target, f".bare-{kind}") for kind in ("copy", "clone", "link", "sym")]
     sfd = os.open(src, os.O_RDONLY)
     dfd = os.open(names[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
+    with contextlib.suppress(OSError):
         os.copy_file_range(sfd, dfd, 1 << 20)
-    except OSError:
-        pass
     os.close(dfd)
     dfd = os.open(names[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
+    with contextlib.suppress(OSError):
         fcntl.ioctl(dfd, FICLONE, sfd)
-    except OSError:
-        pass
     os.close(dfd)
     os.close(sfd)
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from linkprobe import (
-    LinkFailedError,
     Linker,
+    LinkFailedError,
     LinkMode,
     LinkModeFallbackWarning,
     UnsupportedModeError,
@@ -101,7 +101,9 @@ def test_auto_falls_back_once_and_sticks(tmp_path: Path, caplog: pytest.LogCaptu
     assert "set the mode explicitly" in str(fallback_warnings[0].message).lower()
     assert len([r for r in caplog.records if r.name == "linkprobe"]) == 1
     assert backend.failures["hardlink"] == 1  # sticky: not one failure per file
-    assert stats.copied == 301 and stats.hardlinked == 0 and stats.symlinks == 1
+    assert stats.copied == 301
+    assert stats.hardlinked == 0
+    assert stats.symlinks == 1
     assert linker.mode is LinkMode.COPY
     assert [(f.from_mode, f.to_mode, f.errno) for f in linker.fallbacks] == [
         (LinkMode.HARDLINK, LinkMode.COPY, errno.EXDEV)
@@ -120,7 +122,8 @@ def test_explicit_never_falls_back(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedModeError) as raised:
         linker.link_tree(source, tmp_path / "venv")
     assert raised.value.errno == errno.EXDEV
-    assert raised.value.filename and str(source) in raised.value.filename
+    assert raised.value.filename
+    assert str(source) in raised.value.filename
     assert backend.calls["copy"] == 0
     assert linker.fallbacks == ()
 
@@ -142,9 +145,7 @@ def test_emlink_copies_that_file_and_keeps_mode(tmp_path: Path) -> None:
     backend.emlink_for = {str(crowded)}
     with warnings.catch_warnings():
         warnings.simplefilter("error", LinkModeFallbackWarning)
-        stats = Linker(env=None, prefer=("hardlink", "copy"), backend=backend).link_tree(
-            source, tmp_path / "venv"
-        )
+        stats = Linker(env=None, prefer=("hardlink", "copy"), backend=backend).link_tree(source, tmp_path / "venv")
     assert stats.copied == 1
     assert stats.hardlinked == 40  # 41 regular files in all
     assert (tmp_path / "venv" / "pkg1" / "mod1.py").stat().st_nlink == 1
@@ -167,9 +168,10 @@ def test_existing_destination_is_an_error_unless_replace(tmp_path: Path) -> None
         Linker("copy", env=None).link_tree(source, target)
     assert raised.value.errno == errno.EEXIST
     stats = Linker("copy", env=None, replace=True).link_tree(source, target)
-    assert stats.copied == 41 and stats.symlinks == 1
+    assert stats.copied == 41
+    assert stats.symlinks == 1
     assert (target / "pkg0" / "mod0.py").read_bytes() == b"new content"
-    assert not [p for p in target.rglob(".linkprobe-*")]
+    assert not list(target.rglob(".linkprobe-*"))
 
 
 def test_replace_with_hardlink_to_same_inode_leaves_no_temporary(tmp_path: Path) -> None:
@@ -178,7 +180,7 @@ def test_replace_with_hardlink_to_same_inode_leaves_no_temporary(tmp_path: Path)
     Linker("hardlink", env=None).link_tree(source, target)
     # rename(2) of two links to one inode is a no-op: the temporary must still go away.
     Linker("hardlink", env=None, replace=True).link_tree(source, target)
-    assert not [p for p in target.rglob(".linkprobe-*")]
+    assert not list(target.rglob(".linkprobe-*"))
     assert (target / "pkg0" / "mod0.py").stat().st_ino == (source / "pkg0" / "mod0.py").stat().st_ino
 
 
@@ -193,9 +195,11 @@ def test_symlink_failure_in_auto_materialises_file_once_warned(tmp_path: Path) -
         warnings.simplefilter("always")
         stats = linker.link_tree(source, tmp_path / "venv")
     assert sum(issubclass(w.category, LinkModeFallbackWarning) for w in caught) == 1
-    assert stats.symlinks == 0 and stats.copied == 42
+    assert stats.symlinks == 0
+    assert stats.copied == 42
     alias = tmp_path / "venv" / "bin" / "alias"
-    assert not alias.is_symlink() and alias.read_bytes() == (source / "bin" / "tool").read_bytes()
+    assert not alias.is_symlink()
+    assert alias.read_bytes() == (source / "bin" / "tool").read_bytes()
 
 
 def test_symlink_failure_in_explicit_mode_raises(tmp_path: Path) -> None:

@@ -126,7 +126,9 @@ def _signals_as_exceptions() -> Iterator[None]:
 
 
 def _fail(code: int, message: str) -> int:
-    sys.stderr.write(f"linkprobe: error: {message}\n")
+    # One line, whatever the paths hold: a newline in a directory name must not split it.
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    sys.stderr.write(f"linkprobe: error: {one_line}\n")
     return code
 
 
