@@ -339,6 +339,8 @@ class Linker:
             )
         pair = self._pair_for(source_root, target_root)  # explicit: verified before any write
         tally = _Tally()
+        # Missing parents of the target too (like link()), now that the mode is verified.
+        os.makedirs(os.path.dirname(os.path.abspath(target_root)), exist_ok=True)
         _make_directory(target_root, tally, pair.mode, source_root)
         stop = threading.Event()
         with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="linkprobe") as pool:
