@@ -552,6 +552,22 @@ def fill_space(path: Path, *, max_bytes: int = 1 << 30) -> int:
 # Litter check and running as nobody
 
 
+def fuse_daemon_pid(mountpoint: Path) -> int:
+    """The pid of the FUSE daemon serving *mountpoint* (found by its command line)."""
+    wanted = os.fsencode(Path(mountpoint).resolve())
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(os.path.join(entry.path, "cmdline"), "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:  # the process exited meanwhile
+            continue
+        if wanted in argv and b"fuse" in os.path.basename(argv[0]):
+            return int(entry.name)
+    raise LookupError(f"no FUSE daemon found for {mountpoint}")
+
+
 def find_litter(roots: Iterable[Path], prefix: str = SCRATCH_PREFIX) -> list[Path]:
     """Files or directories under *roots* whose name starts with *prefix*.
 
@@ -720,6 +736,11 @@ class ScratchMounts:
     def exfat(self) -> Path:
         """Fresh dir on the session's exFAT, mounted through FUSE (fuseblk)."""
         return self._fresh_dir(self._shared_mount("exfat", "exfat", self._build_exfat))
+
+    def own_exfat(self) -> Path:
+        """Fresh dir on a NEW exFAT FUSE mount, for tests that stop its daemon
+        (see fuse_daemon_pid); lives until ``release()`` or ``close()``."""
+        return self._fresh_dir(self._own_mount("own_exfat", "exfat", self._build_exfat))
 
     def overlay(self) -> Path:
         """Fresh dir inside the merged directory of the session's overlayfs."""

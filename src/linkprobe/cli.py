@@ -36,6 +36,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"linkprobe: error: {message}\n")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="linkprobe",
@@ -56,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"read an explicit mode from environment variable NAME (default {DEFAULT_ENV}); --mode wins",
     )
     parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        help="give up waiting for a filesystem that does not answer (a hung FUSE or network mount) after "
+        "SECONDS: unanswered modes count as timed out, auto answers copy, an explicit mode fails",
+    )
+    parser.add_argument(
         "--format", choices=_FORMATS, default="mode", help="mode word (default), text, json, or env (NAME=mode)"
     )
     from linkprobe import __version__
@@ -71,7 +88,8 @@ def _render_text(result: Probe, mode: LinkMode | None, explicit: bool, out: Text
         lines.append(f"  {verdict.mode.value:<9} {verdict.status.value:<12}{errno_name} {verdict.reason}")
     for role, side in (("source", result.source), ("target", result.target)):
         lines.append(
-            f"{role}: {side.given}\n  probed {side.probed}\n  st_dev {side.st_dev}, "
+            f"{role}: {side.given}\n  probed {side.probed}\n"
+            f"  st_dev {'unknown (no answer)' if side.st_dev is None else side.st_dev}, "
             f"mount {side.mount_point} ({side.fstype}{', read-only' if side.read_only else ''})"
         )
     lines.append(
@@ -79,6 +97,8 @@ def _render_text(result: Probe, mode: LinkMode | None, explicit: bool, out: Text
     )
     if result.linked_from_existing:
         lines.append(f"linked from existing file {result.linked_from}")
+    if result.timed_out:
+        lines.append("timed out: modes marked timed-out were not verified")
     out.write("\n".join(lines) + "\n")
 
 
@@ -140,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         explicit = explicit_mode is not None
         try:
             with _signals_as_exceptions():
-                result = probe(args.source, args.target, cache=False)
+                result = probe(args.source, args.target, cache=False, timeout=args.timeout)
         except _Terminated:
             return 128 + signal.SIGTERM
         try:

@@ -18,7 +18,14 @@ from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidPathError, TargetNotDirectoryError
 from linkprobe.modes import LinkMode, parse_mode
 from linkprobe.mounts import Mount, find_mount, mount_table, with_fuse_subtype
-from linkprobe.reasons import ReasonContext, errno_of, explain_failure, explain_not_probed, explain_success
+from linkprobe.reasons import (
+    ReasonContext,
+    errno_of,
+    explain_failure,
+    explain_not_probed,
+    explain_success,
+    explain_timeout,
+)
 from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 __all__ = [
@@ -214,6 +221,32 @@ class _Attempts:
         self.created.clear()
 
 
+class _Progress:
+    """What a probe has found so far; read by the caller when a deadline passes first."""
+
+    def __init__(self) -> None:
+        self.source_facts: SideFacts | None = None
+        self.target_facts: SideFacts | None = None
+        self.ctx: ReasonContext | None = None
+        self.source_errno: int | None = None
+        # Filled mode by mode; a dict assignment is atomic, so a snapshot is consistent.
+        self.results: dict[LinkMode, int | None] = {}
+        self.result: Probe | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+def _verdict(mode: LinkMode, progress: _Progress, results: Mapping[LinkMode, int | None]) -> Verdict | None:
+    """The verdict on ``mode`` from the attempts so far; None if it has none yet."""
+    ctx = progress.ctx
+    if mode not in results or ctx is None:
+        return None
+    failure = results[mode]
+    if failure is None:
+        return Verdict(mode, Status.SUPPORTED, explain_success(mode, ctx))
+    return Verdict(mode, Status.UNSUPPORTED, explain_failure(mode, failure, ctx), failure)
+
+
 def _run(
     given_source: str,
     given_target: str,
@@ -221,20 +254,25 @@ def _run(
     target_dir: str,
     backend: LinkBackend,
     mounts: list[Mount],
+    progress: _Progress,
 ) -> Probe:
     source_dir, source_file = source
-    source_facts = _side_facts(given_source, source_file or source_dir, mounts)
-    target_facts = _side_facts(given_target, target_dir, mounts)
+    progress.source_facts = _side_facts(given_source, source_file or source_dir, mounts)
+    progress.target_facts = _side_facts(given_target, target_dir, mounts)
     attempts = _Attempts(backend)
-    results: dict[LinkMode, int | None] = {}
-    source_errno: int | None = None
+    results = progress.results
     existing = source_file is not None
     try:
         if source_file is None:
-            source_file, source_errno = attempts.make_source(source_dir)
+            source_file, progress.source_errno = attempts.make_source(source_dir)
             if source_file is None:
                 source_file = _existing_file(source_dir)
                 existing = source_file is not None
+        progress.ctx = ReasonContext(
+            progress.source_facts,
+            progress.target_facts,
+            other_owner=existing and _is_other_owner(source_file or ""),
+        )
         for mode in _ATTEMPT_ORDER:
             if source_file is None and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
                 continue
@@ -243,38 +281,27 @@ def _run(
             )
     finally:
         attempts.clean()
-    ctx = ReasonContext(source_facts, target_facts, other_owner=existing and _is_other_owner(source_file or ""))
     verdicts = []
     for mode in LinkMode:
-        if mode not in results:
-            why = source_errno if source_errno is not None else errno.ENOENT
-            verdicts.append(Verdict(mode, Status.NOT_PROBED, explain_not_probed(why, ctx), why))
-        elif (failure := results[mode]) is None:
-            verdicts.append(Verdict(mode, Status.SUPPORTED, explain_success(mode, ctx)))
-        else:
-            verdicts.append(Verdict(mode, Status.UNSUPPORTED, explain_failure(mode, failure, ctx), failure))
-    return Probe(source_facts, target_facts, tuple(verdicts), source_file if existing else None, existing)
+        verdict = _verdict(mode, progress, results)
+        if verdict is None:
+            why = progress.source_errno if progress.source_errno is not None else errno.ENOENT
+            verdict = Verdict(mode, Status.NOT_PROBED, explain_not_probed(why, progress.ctx), why)
+        verdicts.append(verdict)
+    return Probe(
+        progress.source_facts, progress.target_facts, tuple(verdicts), source_file if existing else None, existing
+    )
 
 
-def probe(
-    source: str | os.PathLike[str],
-    target: str | os.PathLike[str],
+def _probe_now(
+    given_source: str,
+    given_target: str,
     *,
-    cache: bool = True,
-    backend: LinkBackend | None = None,
-    mounts: Callable[[], list[Mount]] = mount_table,
+    cache: bool,
+    backend: LinkBackend | None,
+    mounts: Callable[[], list[Mount]],
+    progress: _Progress,
 ) -> Probe:
-    """Find out which modes work from ``source`` to ``target`` by attempting each.
-
-    Paths that do not exist yet are probed at their nearest existing ancestor; nothing
-    is created but scratch files, which are removed before returning (also on errors and
-    KeyboardInterrupt). Results are cached per probed pair unless ``cache`` is False.
-
-    :raises InvalidPathError: an empty path, a NUL byte, an unsearchable parent.
-    :raises TargetNotDirectoryError: ``target`` exists and is not a directory.
-    """
-    given_source = _checked(source, "source")
-    given_target = _checked(target, "target")
     located_source = _locate(given_source, "source")
     target_dir, _ = _locate(given_target, "target")
     key = (located_source[1] or located_source[0], target_dir)
@@ -286,11 +313,105 @@ def probe(
             return replace(
                 hit, source=replace(hit.source, given=given_source), target=replace(hit.target, given=given_target)
             )
-    result = _run(given_source, given_target, located_source, target_dir, backend or default_backend(), mounts())
+    result = _run(
+        given_source, given_target, located_source, target_dir, backend or default_backend(), mounts(), progress
+    )
     if cache:
         with _cache_lock:
             _cache[key] = result
     return result
+
+
+def _unanswered_side(given: str, mounts: Callable[[], list[Mount]]) -> SideFacts:
+    """Facts for a side whose filesystem never answered: only the mount table (a /proc
+    read, which does not wait for the filesystem) and the path as given."""
+    probed = os.path.abspath(given)
+    try:
+        mount = find_mount(probed, mounts())
+    except OSError:
+        mount = None
+    return SideFacts(
+        given=given,
+        probed=probed,
+        st_dev=None,
+        mount_point=mount.mount_point if mount else None,
+        fstype=mount.fstype if mount else None,
+        mount_device=mount.device if mount else None,
+        mount_id=mount.mount_id if mount else None,
+        read_only=mount.read_only if mount else False,
+    )
+
+
+def _timed_out(
+    given_source: str, given_target: str, progress: _Progress, seconds: float, mounts: Callable[[], list[Mount]]
+) -> Probe:
+    """The probe as far as it got: finished modes keep their verdict, the rest timed out."""
+    results = dict(progress.results)
+    verdicts = tuple(
+        _verdict(mode, progress, results) or Verdict(mode, Status.TIMED_OUT, explain_timeout(seconds), errno.ETIMEDOUT)
+        for mode in LinkMode
+    )
+    return Probe(
+        progress.source_facts or _unanswered_side(given_source, mounts),
+        progress.target_facts or _unanswered_side(given_target, mounts),
+        verdicts,
+        None,
+        False,
+    )
+
+
+def probe(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    cache: bool = True,
+    backend: LinkBackend | None = None,
+    mounts: Callable[[], list[Mount]] = mount_table,
+    timeout: float | None = None,
+) -> Probe:
+    """Find out which modes work from ``source`` to ``target`` by attempting each.
+
+    Paths that do not exist yet are probed at their nearest existing ancestor; nothing
+    is created but scratch files, which are removed before returning (also on errors and
+    KeyboardInterrupt). Results are cached per probed pair unless ``cache`` is False.
+
+    With ``timeout`` (seconds), the probe runs in a daemon thread and returns by then
+    whatever happens: modes without an answer get :attr:`Status.TIMED_OUT`, auto then
+    answers copy and an explicit mode fails. The abandoned thread removes its scratch
+    files once the filesystem answers again (if the process still runs). A timed-out
+    result is not cached.
+
+    :raises InvalidPathError: an empty path, a NUL byte, an unsearchable parent.
+    :raises TargetNotDirectoryError: ``target`` exists and is not a directory.
+    :raises ValueError: ``timeout`` is not a positive number.
+    """
+    given_source = _checked(source, "source")
+    given_target = _checked(target, "target")
+    progress = _Progress()
+    if timeout is None:
+        return _probe_now(given_source, given_target, cache=cache, backend=backend, mounts=mounts, progress=progress)
+    if not timeout > 0 or timeout == float("inf"):  # also rejects NaN
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+
+    def work() -> None:
+        try:
+            progress.result = _probe_now(
+                given_source, given_target, cache=cache, backend=backend, mounts=mounts, progress=progress
+            )
+        except BaseException as exc:  # handed to the waiting caller below
+            progress.error = exc
+        finally:
+            progress.done.set()
+
+    # A thread, not a process: the hung call is a syscall that only the kernel can end,
+    # and a daemon thread does not keep the interpreter from exiting.
+    threading.Thread(target=work, name="linkprobe-probe", daemon=True).start()
+    if not progress.done.wait(timeout):
+        return _timed_out(given_source, given_target, progress, timeout, mounts)
+    if progress.error is not None:
+        raise progress.error
+    assert progress.result is not None  # done without error means a result
+    return progress.result
 
 
 def requested_mode(

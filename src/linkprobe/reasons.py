@@ -23,6 +23,7 @@ __all__ = [
     "explain_failure",
     "explain_not_probed",
     "explain_success",
+    "explain_timeout",
     "on_failure",
 ]
 
@@ -167,6 +168,14 @@ def explain_not_probed(code: int, ctx: ReasonContext) -> str:
     """Why clone and hardlink were not attempted: no file to link from on the source side."""
     why = _side_failure(code, "source", ctx.source) or os.strerror(code).lower()
     return f"not probed: {why}, and the source holds no regular file to link from"
+
+
+def explain_timeout(seconds: float) -> str:
+    """Why a mode has no verdict: the filesystem did not answer before the deadline."""
+    return (
+        f"no answer from the filesystem within {seconds:g} s "
+        "(a stopped FUSE daemon or an unreachable network filesystem?)"
+    )
 
 
 def explain_success(mode: LinkMode, ctx: ReasonContext) -> str:

@@ -27,6 +27,9 @@ class Status(str, enum.Enum):
     UNSUPPORTED = "unsupported"
     #: Not attempted: e.g. no file to link from on a read-only source.
     NOT_PROBED = "not-probed"
+    #: No answer from the filesystem before ``probe(..., timeout=)`` ran out (a stopped
+    #: FUSE daemon, an unreachable network filesystem).
+    TIMED_OUT = "timed-out"
 
     def __str__(self) -> str:
         return self.value
@@ -71,7 +74,8 @@ class SideFacts:
     given: str
     #: The existing directory (or source file) that was probed, symlinks resolved.
     probed: str
-    st_dev: int
+    #: None when the filesystem did not answer ``stat`` before the probe timed out.
+    st_dev: int | None
     mount_point: str | None
     fstype: str | None
     mount_device: str | None = None
@@ -102,9 +106,17 @@ def same_mount(source: SideFacts, target: SideFacts) -> bool:
 
 
 def best_mode(verdicts: tuple[Verdict, ...]) -> LinkMode | None:
-    """Clone, then hardlink, then copy; symlink never; None when none works."""
+    """Clone, then hardlink, then copy; symlink never; None when none works.
+
+    A copy that timed out still counts: copy asks nothing of the pair but that files can
+    be created, so when the filesystem is only slow or hung, copy is the safe answer
+    (and the verdicts say that it was not verified).
+    """
     working = {verdict.mode for verdict in verdicts if verdict.supported}
-    return next((mode for mode in AUTO_ORDER if mode in working), None)
+    best = next((mode for mode in AUTO_ORDER if mode in working), None)
+    if best is None and any(v.mode is LinkMode.COPY and v.status is Status.TIMED_OUT for v in verdicts):
+        return LinkMode.COPY
+    return best
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,12 @@ class Probe:
 
     @property
     def same_device(self) -> bool:
-        return self.source.st_dev == self.target.st_dev
+        return self.source.st_dev is not None and self.source.st_dev == self.target.st_dev
+
+    @property
+    def timed_out(self) -> bool:
+        """Some mode got no answer before the probe's timeout."""
+        return any(verdict.status is Status.TIMED_OUT for verdict in self.verdicts)
 
     @property
     def same_mount(self) -> bool:
@@ -168,6 +185,7 @@ class Probe:
             "target": self.target.to_dict(),
             "same_device": self.same_device,
             "same_mount": self.same_mount,
+            "timed_out": self.timed_out,
             "linked_from": self.linked_from,
             "linked_from_existing": self.linked_from_existing,
         }
