@@ -499,7 +499,7 @@ def test_copy_falls_back_to_read_write(
         sendfile.calls += 1
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
 
-    monkeypatch.setattr(os, "copy_file_range", no_copy_range, raising=False)
+    monkeypatch.setattr(linux_module, "_copy_range", no_copy_range)
     monkeypatch.setattr(os, "sendfile", no_sendfile)
     target = str(tmp_path / "dst")
     LinuxBackend().copy(source, target)
@@ -523,7 +523,7 @@ def test_copy_falls_back_to_sendfile(
         sendfile.calls += 1
         return real_sendfile(out_fd, in_fd, offset, count)
 
-    monkeypatch.setattr(os, "copy_file_range", no_copy_range, raising=False)
+    monkeypatch.setattr(linux_module, "_copy_range", no_copy_range)
     monkeypatch.setattr(os, "sendfile", counting_sendfile)
     target = str(tmp_path / "dst")
     LinuxBackend().copy(source, target)
@@ -536,7 +536,7 @@ def test_copy_without_copy_file_range_attribute(
     tmp_path: Path, big_source: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source, data = big_source
-    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    monkeypatch.setattr(linux_module, "_copy_range", None)  # an OS without it
     target = str(tmp_path / "dst")
     LinuxBackend().copy(source, target)
     assert Path(target).read_bytes() == data
@@ -548,7 +548,7 @@ def test_copy_range_reporting_zero_at_start_falls_back(
 ) -> None:
     # Some FUSE filesystems report 0 from copy_file_range without copying anything.
     source, data = big_source
-    monkeypatch.setattr(os, "copy_file_range", lambda *args: 0, raising=False)
+    monkeypatch.setattr(linux_module, "_copy_range", lambda *args: 0)
     target = str(tmp_path / "dst")
     LinuxBackend().copy(source, target)
     assert Path(target).read_bytes() == data
@@ -570,7 +570,7 @@ def test_copy_failing_midway_removes_the_partial_target(
             return int(real(src, dst, min(count, 1 << 20)))
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(os, "copy_file_range", fails_second_time)
+    monkeypatch.setattr(linux_module, "_copy_range", fails_second_time)
     target = str(tmp_path / "dst")
     with pytest.raises(OSError, match=os.strerror(errno.EIO)) as info:
         LinuxBackend().copy(source, target)

@@ -40,6 +40,7 @@ from linkprobe import (
     LinkStats,
     UnsupportedModeError,
 )
+from linkprobe.api import SourceHints
 from linkprobe.linux import LinuxBackend
 
 pytestmark = pytest.mark.realfs
@@ -154,11 +155,11 @@ class CountingBackend(LinuxBackend):
     def hardlink(self, source: str, target: str) -> None:
         self._counted("hardlink", target, functools.partial(super().hardlink, source, target))
 
-    def clone(self, source: str, target: str) -> None:
-        self._counted("clone", target, functools.partial(super().clone, source, target))
+    def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
+        self._counted("clone", target, functools.partial(super().clone, source, target, hints))
 
-    def copy(self, source: str, target: str) -> None:
-        self._counted("copy", target, functools.partial(super().copy, source, target))
+    def copy(self, source: str, target: str, hints: SourceHints | None = None) -> None:
+        self._counted("copy", target, functools.partial(super().copy, source, target, hints))
 
     @property
     def failed_links(self) -> int:

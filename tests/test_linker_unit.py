@@ -18,6 +18,7 @@ from linkprobe import (
     LinkModeFallbackWarning,
     UnsupportedModeError,
 )
+from linkprobe.api import SourceHints
 from linkprobe.linux import LinuxBackend
 from linkprobe.reasons import FailureAction, on_failure
 
@@ -47,13 +48,13 @@ class ScriptedBackend(LinuxBackend):
         self._maybe_fail("hardlink", self.fail_hardlink, source)
         super().hardlink(source, target)
 
-    def clone(self, source: str, target: str) -> None:
+    def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
         self._maybe_fail("clone", self.fail_clone, source)
-        super().clone(source, target)
+        super().clone(source, target, hints)
 
-    def copy(self, source: str, target: str) -> None:
+    def copy(self, source: str, target: str, hints: SourceHints | None = None) -> None:
         self.calls["copy"] += 1
-        super().copy(source, target)
+        super().copy(source, target, hints)
 
     def symlink(self, source: str, target: str) -> None:
         self._maybe_fail("symlink", self.fail_symlink, source)

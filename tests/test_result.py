@@ -105,6 +105,9 @@ def reference_best(verdicts: tuple[Verdict, ...]) -> LinkMode | None:
     for mode in (LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.COPY):
         if any(v.mode is mode and v.status is Status.SUPPORTED for v in verdicts):
             return mode
+    # probe(timeout=): a copy that got no answer is still the safe answer in auto.
+    if any(v.mode is LinkMode.COPY and v.status is Status.TIMED_OUT for v in verdicts):
+        return LinkMode.COPY
     return None
 
 
@@ -220,7 +223,17 @@ def test_same_mount_prefers_mount_ids_over_mount_points() -> None:
     assert make_probe(source=unknown, target=unknown).same_mount is False
 
 
-TOP_KEYS = {"best", "modes", "source", "target", "same_device", "same_mount", "linked_from", "linked_from_existing"}
+TOP_KEYS = {
+    "best",
+    "modes",
+    "source",
+    "target",
+    "same_device",
+    "same_mount",
+    "timed_out",
+    "linked_from",
+    "linked_from_existing",
+}
 SIDE_KEYS = {"given", "probed", "st_dev", "mount_point", "fstype", "mount_device", "mount_id", "read_only"}
 VERDICT_KEYS = {"status", "supported", "errno", "reason"}
 

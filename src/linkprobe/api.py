@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import stat
 from abc import ABC, abstractmethod
-from typing import ClassVar, Final
+from collections.abc import Callable
+from typing import ClassVar, Final, NamedTuple
 
 __all__ = [
     "FileIdentity",
+    "Fill",
     "LinkBackend",
+    "SourceHints",
 ]
 
 #: (st_dev, st_ino): what a name must still point at before we remove it, so that a
@@ -33,6 +36,21 @@ READ_FLAGS: Final[int] = os.O_RDONLY | _O_CLOEXEC | _O_BINARY
 KEPT_MODE_BITS: Final[int] = 0o777
 _COPY_CHUNK: Final[int] = 1 << 20
 
+#: Writes a new file's content: (source fd, target fd, source size) -> None.
+Fill = Callable[[int, int, int], None]
+
+
+class SourceHints(NamedTuple):
+    """What a caller already knows about a source file (e.g. from ``os.scandir``), so
+    that materialising thousands of files does not ``fstat`` each one again (issue 3)."""
+
+    #: Permission bits to give the new file (already masked with KEPT_MODE_BITS).
+    mode: int
+    #: The size when it was looked at; only a hint: copies run to end of file.
+    size: int
+    #: The process umask, read once by the caller; None: check each new file instead.
+    umask: int | None = None
+
 
 class LinkBackend(ABC):
     """Make one file from another. Every method creates ``target`` exclusively.
@@ -45,7 +63,7 @@ class LinkBackend(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def clone(self, source: str, target: str) -> None:
+    def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
         """Create ``target`` sharing ``source``'s data blocks (copy-on-write)."""
 
     def hardlink(self, source: str, target: str) -> None:
@@ -56,21 +74,9 @@ class LinkBackend(ABC):
         """Create ``target`` as a symbolic link whose text is ``source``."""
         os.symlink(source, target)
 
-    def copy(self, source: str, target: str) -> None:
+    def copy(self, source: str, target: str, hints: SourceHints | None = None) -> None:
         """Create ``target`` with ``source``'s bytes and permission bits."""
-        source_fd = os.open(source, READ_FLAGS)
-        try:
-            size = os.fstat(source_fd).st_size
-            target_fd = self.create_like(source_fd, target)
-            try:
-                self.copy_data(source_fd, target_fd, size)
-            except BaseException:
-                os.close(target_fd)
-                remove_quietly(target)
-                raise
-            os.close(target_fd)
-        finally:
-            os.close(source_fd)
+        self.fill_new_file(source, target, self.copy_data, hints)
 
     def copy_data(self, source_fd: int, target_fd: int, size: int) -> None:
         """Copy ``size`` bytes between two open files; backends override with faster paths."""
@@ -80,22 +86,58 @@ class LinkBackend(ABC):
             while view:
                 view = view[os.write(target_fd, view) :]
 
-    def create_like(self, source_fd: int, target: str) -> int:
-        """Create ``target`` exclusively with ``source_fd``'s permission bits; return its fd."""
-        mode = stat.S_IMODE(os.fstat(source_fd).st_mode) & KEPT_MODE_BITS
-        target_fd = os.open(target, CREATE_FLAGS, mode)
-        # open() applies the umask, and the source's bits (the executable bit above all)
-        # must survive as they are. fchmod only when the umask took something away: it is
-        # a metadata write per file (copying 5,000 files was ~1.5x slower with it), while
-        # fstat only reads. The umask is not cached: the process may change it any time.
+    def fill_new_file(self, source: str, target: str, fill: Fill, hints: SourceHints | None = None) -> None:
+        """Create ``target`` exclusively with ``source``'s permission bits and let ``fill``
+        write its content; if anything fails, ``target`` is removed again.
+
+        The one shape of copy and of fd-based clones (FICLONE, FSCTL_DUPLICATE_EXTENTS).
+        """
+        source_fd = os.open(source, READ_FLAGS)
         try:
-            if stat.S_IMODE(os.fstat(target_fd).st_mode) != mode and hasattr(os, "fchmod"):
+            if hints is None:
+                info = os.fstat(source_fd)
+                hints = SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size)
+            target_fd = self.create_like(hints.mode, target, hints.umask)
+            try:
+                fill(source_fd, target_fd, hints.size)
+            except BaseException:
+                os.close(target_fd)
+                remove_quietly(target)
+                raise
+            os.close(target_fd)
+        finally:
+            os.close(source_fd)
+
+    def create_like(self, mode: int, target: str, umask: int | None = None) -> int:
+        """Create ``target`` exclusively with permission bits ``mode``; return its fd.
+
+        open() applies the umask, and the source's bits (the executable bit above all)
+        must survive as they are, so fchmod when the umask took something away. With the
+        ``umask`` known, that is decided without a syscall; otherwise by one fstat (it
+        only reads, while an fchmod per file made copying 5,000 files ~1.5x slower). A
+        default ACL on the directory replaces the umask for new files; a caller that
+        passes ``umask`` accepts the umask's rule (cp does the same).
+        """
+        target_fd = os.open(target, CREATE_FLAGS, mode)
+        try:
+            if umask is None:
+                umask = KEPT_MODE_BITS & ~stat.S_IMODE(os.fstat(target_fd).st_mode)
+            stripped = bool(mode & umask)
+            if stripped and hasattr(os, "fchmod"):
                 os.fchmod(target_fd, mode)
         except BaseException:
             os.close(target_fd)
             remove_quietly(target)
             raise
         return target_fd
+
+    def umask(self) -> int | None:
+        """The process umask if it can be read without changing it; None otherwise.
+
+        ``os.umask`` can only be read by setting it, and another thread creating a file
+        in that moment would get the wrong permissions, so the base class does not try.
+        """
+        return None
 
     def create_scratch(self, path: str, content: bytes = b"linkprobe\n") -> FileIdentity:
         """Create a small file at ``path`` exclusively, never following a planted symlink."""

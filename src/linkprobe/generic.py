@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from linkprobe.api import LinkBackend
+from linkprobe.api import LinkBackend, SourceHints
 
 __all__ = ["GenericBackend"]
 
@@ -14,5 +14,6 @@ class GenericBackend(LinkBackend):
 
     name = "generic"
 
-    def clone(self, source: str, target: str) -> None:
+    def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
+        del hints  # nothing to save: no fd is opened
         raise OSError(errno.EOPNOTSUPP, "no clone call known for this OS", source, None, target)

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Final
 
-from linkprobe.api import READ_FLAGS, LinkBackend, remove_quietly
+from linkprobe.api import LinkBackend, SourceHints
 
 __all__ = ["FICLONE", "LinuxBackend"]
 
@@ -27,19 +27,8 @@ class LinuxBackend(LinkBackend):
 
     name = "linux"
 
-    def clone(self, source: str, target: str) -> None:
-        source_fd = os.open(source, READ_FLAGS)
-        try:
-            target_fd = self.create_like(source_fd, target)
-            try:
-                _ficlone(target_fd, source_fd)
-            except BaseException:
-                os.close(target_fd)
-                remove_quietly(target)
-                raise
-            os.close(target_fd)
-        finally:
-            os.close(source_fd)
+    def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
+        self.fill_new_file(source, target, _ficlone, hints)
 
     def copy_data(self, source_fd: int, target_fd: int, size: int) -> None:
         copied = _copy_file_range(source_fd, target_fd, size)
@@ -48,8 +37,21 @@ class LinuxBackend(LinkBackend):
         if copied is None:
             super().copy_data(source_fd, target_fd, size)
 
+    def umask(self) -> int | None:
+        # /proc/self/status has "Umask:" since Linux 4.7; reading it changes nothing.
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+                for line in status:
+                    if line.startswith("Umask:"):
+                        return int(line.split()[1], 8)
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
 
-def _ficlone(target_fd: int, source_fd: int) -> None:
+
+def _ficlone(source_fd: int, target_fd: int, size: int = 0) -> None:
+    """ioctl(target, FICLONE, source): the whole file, whatever its size."""
+    del size
     if sys.platform != "linux":  # keeps mypy --platform checks honest; never taken on Linux
         raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
     import fcntl
@@ -57,17 +59,22 @@ def _ficlone(target_fd: int, source_fd: int) -> None:
     fcntl.ioctl(target_fd, FICLONE, source_fd)
 
 
+#: os.copy_file_range: Python 3.8+ on Linux 4.5+ (None on other OSes, for mypy and tests).
+_copy_range: Final = getattr(os, "copy_file_range", None)
+#: Bytes asked for beyond the expected size in one call.
+_COPY_STEP: Final[int] = 1 << 20
+
+
 def _copy_file_range(source_fd: int, target_fd: int, size: int) -> int | None:
     """Copy with copy_file_range (which btrfs/XFS serve by sharing extents); None if unusable."""
-    copy_range = getattr(os, "copy_file_range", None)
-    if copy_range is None:
+    if _copy_range is None:
         return None
     copied = 0
     while True:
         try:
-            # Ask for at least 1 byte past the expected size so a file that grew is
-            # still copied to its end; 0 returned means end of file.
-            step = copy_range(source_fd, target_fd, max(size - copied, 1 << 20))
+            # Ask for more than the expected size so a file that grew is still copied to
+            # its end; 0 returned means end of file.
+            step = _copy_range(source_fd, target_fd, size - copied + _COPY_STEP)
         except OSError as exc:
             if copied == 0 and exc.errno in _COPY_RANGE_UNUSABLE:
                 return None

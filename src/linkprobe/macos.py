@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Final
 
-from linkprobe.api import LinkBackend
+from linkprobe.api import LinkBackend, SourceHints
 
 __all__ = ["MacOSBackend"]
 
@@ -47,7 +47,8 @@ class MacOSBackend(LinkBackend):
         # Injected in tests; loaded lazily so importing this module costs nothing.
         self._clonefile = clonefile
 
-    def clone(self, source: str, target: str) -> None:
+    def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
+        del hints  # clonefile() copies the mode itself and opens nothing
         if self._clonefile is None:
             self._clonefile = _load_clonefile()
         # clonefile creates target itself and fails with EEXIST if it exists, which is

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Final
 
-from linkprobe.api import READ_FLAGS, LinkBackend, remove_quietly
+from linkprobe.api import LinkBackend, SourceHints
 
 __all__ = ["DuplicateExtentsData", "WindowsBackend"]
 
@@ -76,26 +76,17 @@ class WindowsBackend(LinkBackend):
         self._duplicate_extents = duplicate_extents or _device_io_control
         self._handle_of = handle_of or _handle_of
 
-    def clone(self, source: str, target: str) -> None:
-        source_fd = os.open(source, READ_FLAGS)
-        try:
-            size = os.fstat(source_fd).st_size
-            target_fd = self.create_like(source_fd, target)
-            try:
-                # The destination must already be as large as the cloned range.
-                os.ftruncate(target_fd, size)
-                if size:
-                    data = DuplicateExtentsData(
-                        FileHandle=self._handle_of(source_fd),
-                        SourceFileOffset=0,
-                        TargetFileOffset=0,
-                        ByteCount=-(-size // _CLUSTER) * _CLUSTER,
-                    )
-                    self._duplicate_extents(self._handle_of(target_fd), FSCTL_DUPLICATE_EXTENTS_TO_FILE, data)
-            except BaseException:
-                os.close(target_fd)
-                remove_quietly(target)
-                raise
-            os.close(target_fd)
-        finally:
-            os.close(source_fd)
+    def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
+        self.fill_new_file(source, target, self._duplicate_all, hints)
+
+    def _duplicate_all(self, source_fd: int, target_fd: int, size: int) -> None:
+        # The destination must already be as large as the cloned range.
+        os.ftruncate(target_fd, size)
+        if size:
+            data = DuplicateExtentsData(
+                FileHandle=self._handle_of(source_fd),
+                SourceFileOffset=0,
+                TargetFileOffset=0,
+                ByteCount=-(-size // _CLUSTER) * _CLUSTER,
+            )
+            self._duplicate_extents(self._handle_of(target_fd), FSCTL_DUPLICATE_EXTENTS_TO_FILE, data)
