@@ -510,8 +510,13 @@ def fill_inodes(path: Path, *, max_files: int = 1_000_000) -> int:
     raise RuntimeError(f"{path} still has inodes after {max_files} files")
 
 
+#: What a full filesystem (or an exhausted quota) answers a write with.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def fill_space(path: Path, *, max_bytes: int = 1 << 30) -> int:
-    """Write one file in *path* until ENOSPC; return bytes written.
+    """Write one file in *path* until ENOSPC (or EDQUOT, a quota_btrfs() limit);
+    return bytes written.
 
     Returns 0 if the file cannot even be created (no inodes left).  Refuses
     filesystems larger than *max_bytes*.
@@ -522,7 +527,7 @@ def fill_space(path: Path, *, max_bytes: int = 1 << 30) -> int:
     try:
         fd = os.open(path / "fill-data", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if exc.errno in _FULL:
             return 0
         raise
     written = 0
@@ -533,7 +538,7 @@ def fill_space(path: Path, *, max_bytes: int = 1 << 30) -> int:
             try:
                 written += os.write(fd, b"\0" * chunk)
             except OSError as exc:
-                if exc.errno != errno.ENOSPC:
+                if exc.errno not in _FULL:
                     raise
                 chunk //= 2
             if written > max_bytes:
@@ -541,7 +546,7 @@ def fill_space(path: Path, *, max_bytes: int = 1 << 30) -> int:
         try:
             os.fsync(fd)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
+            if exc.errno not in _FULL:
                 raise
     finally:
         os.close(fd)
@@ -767,6 +772,23 @@ class ScratchMounts:
         if size_mb < 2:
             raise ValueError("size_mb must be >= 2")
         return self._fresh_dir(self._own_mount("small_ext4", "ext4", lambda m: self._build_ext4(m, size_mb=size_mb)))
+
+    def quota_btrfs(self, limit: str = "2m") -> Path:
+        """Fresh dir in a subvolume with a btrfs qgroup limit of *limit*, on a NEW btrfs.
+
+        For EDQUOT ("disk quota exceeded"): fill it with fill_space().  btrfs qgroups
+        limit every user, root included.  (User quotas on ext4 would need a kernel
+        with CONFIG_QFMT_V2, which this machine's 6.18 kernel lacks, and root
+        ignores them anyway.)  Lives until ``release()`` or ``close()``.
+        """
+        if not re.fullmatch(r"\d+[kmg]", limit):
+            raise ValueError("limit must look like '2m'")
+        top = self._own_mount("quota_btrfs", "btrfs", self._build_btrfs)
+        with self._lock:
+            run(["btrfs", "quota", "enable", top])
+            run(["btrfs", "subvolume", "create", top / "limited"])
+            run(["btrfs", "qgroup", "limit", limit, top / "limited"])
+            return self._fresh_dir(top / "limited")
 
     def bind(self, source_dir: Path) -> Path:
         """Bind-mount *source_dir* at a new mount point and return that mount point."""

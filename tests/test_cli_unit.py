@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from linkprobe import SCRATCH_PREFIX, InvalidModeError, __version__, parse_mode, probe
 from linkprobe.cli import EXIT_NO_MODE, EXIT_OK, EXIT_USAGE, main
+from linkprobe.modes import parse_order
 from linkprobe.mounts import find_mount, mount_table
 
 AUTO_WORDS = {"clone", "hardlink", "copy"}
@@ -217,6 +218,21 @@ def test_env_explicit_mode(cli: Cli, pair: tuple[str, str], monkeypatch: pytest.
     monkeypatch.setenv(ENV, "copy")
     document = cli(*pair, "--format", "json").json()
     assert (document["mode"], document["explicit"]) == ("copy", True)
+
+
+@pytest.mark.parametrize("where", ["--mode", "env"])
+def test_pnpms_clone_or_copy_is_the_order_clone_then_copy(
+    cli: Cli, pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # tmp_path is one filesystem: auto would say hardlink (or clone); the order never does.
+    if where == "env":
+        monkeypatch.setenv("pnpm_config_package_import_method", "clone-or-copy")
+        run = cli(*pair, "--env", "pnpm_config_package_import_method", "--format", "env")
+    else:
+        run = cli(*pair, "--mode", "Clone-or-Copy", "--env", "pnpm_config_package_import_method", "--format", "env")
+    result = probe(*pair, cache=False)
+    expected = "clone" if result.supports("clone") else "copy"
+    assert (run.code, run.out, run.err) == (EXIT_OK, f"pnpm_config_package_import_method={expected}\n", "")
 
 
 @pytest.mark.parametrize("env_value", ["nope", "symlink", "hardlink"])
@@ -411,11 +427,13 @@ def test_bad_format_is_usage_error(pair: tuple[str, str]) -> None:
 ENV_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20)
 MODE_TEXT = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["copy", " HARDLINK", "reflink ", "softlink", "auto", "", "clone\n"]),
+    st.sampled_from(["copy", " HARDLINK", "reflink ", "softlink", "auto", "", "clone\n", " Clone-Or-Copy"]),
 )
 
 
 def expected_codes(text: str) -> set[int]:
+    if parse_order(text) is not None:
+        return {EXIT_OK, EXIT_NO_MODE}
     try:
         parse_mode(text)
     except InvalidModeError:
@@ -438,8 +456,11 @@ def test_any_mode_text(shared_pair: tuple[str, str], text: str) -> None:
     assert run.code in expected_codes(text)
     assert "Traceback" not in run.err
     if run.code == EXIT_OK:
-        mode = parse_mode(text)
-        if mode is None:
+        order = parse_order(text)
+        mode = None if order else parse_mode(text)
+        if order:
+            assert run.out.strip() in {m.value for m in order}
+        elif mode is None:
             assert run.out.strip() in AUTO_WORDS
         else:
             assert run.out == f"{mode.value}\n"  # an explicit mode is never replaced

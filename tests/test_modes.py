@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from linkprobe import InvalidModeError, LinkMode, LinkprobeError, parse_mode
-from linkprobe.modes import AUTO_ORDER, VALID_WORDS
+from linkprobe.modes import AUTO_ORDER, VALID_WORDS, parse_order
 from linkprobe.probe import requested_mode
 
 #: Every word parse_mode accepts, and what it means (written out here, not imported,
@@ -235,3 +235,22 @@ def test_requested_mode_env_value_behaves_like_parse_mode(value: str) -> None:
         assert requested_mode(None, "SOME_VAR", environ) is expected
         # An explicit mode always wins, whatever the variable says.
         assert requested_mode("copy", "SOME_VAR", environ) is LinkMode.COPY
+
+
+@pytest.mark.parametrize("word", ["clone-or-copy", " CLONE-OR-COPY ", "Clone-Or-Copy\n"])
+def test_parse_order_reads_pnpms_clone_or_copy(word: str) -> None:
+    assert parse_order(word) == (LinkMode.CLONE, LinkMode.COPY)
+
+
+@given(st.text(max_size=30))
+def test_parse_order_is_none_for_everything_else(text: str) -> None:
+    if text.strip().lower() != "clone-or-copy":
+        assert parse_order(text) is None
+
+
+def test_an_order_word_is_not_a_mode() -> None:
+    # A library caller asking for one mode gets a clear error, not a silent order.
+    with pytest.raises(InvalidModeError):
+        parse_mode("clone-or-copy")
+    assert parse_order(None) is None
+    assert parse_order(LinkMode.CLONE) is None

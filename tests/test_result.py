@@ -296,3 +296,16 @@ def test_status_and_mode_strings() -> None:
     assert str(LinkMode.HARDLINK) == "hardlink"
     assert Verdict(LinkMode.COPY, OK, "r").supported is True
     assert Verdict(LinkMode.COPY, NP, "r").supported is False
+
+
+def test_require_with_an_order_takes_its_first_working_mode() -> None:
+    # pnpm's clone-or-copy on one ext4: hardlink works but is not in the order.
+    result = make_probe(hardlink=OK, copy=OK)
+    assert result.require(None) is LinkMode.HARDLINK
+    assert result.require(None, order=(LinkMode.CLONE, LinkMode.COPY)) is LinkMode.COPY
+
+
+def test_require_with_an_order_and_nothing_working_names_its_modes() -> None:
+    with pytest.raises(NoUsableModeError) as raised:
+        make_probe(hardlink=OK).require(None, order=(LinkMode.CLONE, LinkMode.COPY))
+    assert set(raised.value.reasons) == {LinkMode.CLONE, LinkMode.COPY}

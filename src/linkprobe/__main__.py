@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from linkprobe.cli import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # Imported here, inside the try: a Ctrl-C while linkprobe.cli is still being imported
+    # (tens of milliseconds at start-up) exits 130 quietly instead of with a traceback.
+    try:
+        from linkprobe.cli import main
+
+        status = main()
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(status)

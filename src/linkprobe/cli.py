@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the explicit mode does not work here, or no mode works;
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from typing import Final, NoReturn, TextIO
 
 from linkprobe.errors import InvalidModeError, LinkprobeError, NoUsableModeError, UnsupportedModeError
-from linkprobe.modes import VALID_WORDS, LinkMode
+from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_order
 from linkprobe.probe import probe, requested_mode
 from linkprobe.result import Probe
 
@@ -31,9 +32,15 @@ DEFAULT_ENV: Final[str] = "LINKPROBE_MODE"
 _FORMATS: Final[tuple[str, ...]] = ("mode", "text", "json", "env")
 
 
+def _one_line(message: str) -> str:
+    # One line, whatever the paths hold: a newline in a directory name must not split it.
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"linkprobe: error: {message}\n")
+        # argparse quotes the offending argument, which may hold a line break too.
+        self.exit(EXIT_USAGE, f"linkprobe: error: {_one_line(message)}\n")
 
 
 def _seconds(text: str) -> float:
@@ -57,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mode",
         metavar="MODE",
-        help=f"verify this mode instead of choosing one ({', '.join(VALID_WORDS)}; aliases reflink, cow, softlink)",
+        help=f"verify this mode instead of choosing one ({', '.join(VALID_WORDS)}; aliases reflink, cow, "
+        "softlink; pnpm's clone-or-copy: the first of clone, copy that works)",
     )
     parser.add_argument(
         "--env",
@@ -102,8 +110,30 @@ def _render_text(result: Probe, mode: LinkMode | None, explicit: bool, out: Text
     out.write("\n".join(lines) + "\n")
 
 
+def _write(stream: TextIO, text: str) -> None:
+    """Write ``text``, escaping what ``stream`` cannot encode instead of raising.
+
+    A path that is not valid in the locale's encoding reaches us as lone surrogates
+    (PEP 383); a strict stdout (a UTF-8 locale other than C, PYTHONIOENCODING=ascii)
+    would raise UnicodeEncodeError, a traceback. Escape it as stderr does.
+    """
+    encoding = getattr(stream, "encoding", None)
+    if encoding:
+        try:
+            text.encode(encoding, getattr(stream, "errors", None) or "strict")
+        except UnicodeEncodeError:
+            text = text.encode(encoding, "backslashreplace").decode(encoding)
+    stream.write(text)
+
+
+def _env_name_ok(name: str) -> bool:
+    """``--format env`` writes ``NAME=mode`` lines (into GITHUB_ENV, say): a NAME that is
+    empty or holds ``=`` or a line break would write a different variable or a second line."""
+    return name.splitlines() == [name] and "=" not in name and "\0" not in name
+
+
 def _emit(fmt: str, env: str, result: Probe, mode: LinkMode | None, explicit: bool, error: str | None) -> None:
-    out = sys.stdout
+    out = io.StringIO()  # rendered whole, then written once through _write
     if fmt == "text":
         _render_text(result, mode, explicit, out)
     elif fmt == "json":
@@ -113,6 +143,7 @@ def _emit(fmt: str, env: str, result: Probe, mode: LinkMode | None, explicit: bo
         out.write(json.dumps(document, indent=2) + "\n")
     elif mode is not None:
         out.write(f"{env}={mode.value}\n" if fmt == "env" else f"{mode.value}\n")
+    _write(sys.stdout, out.getvalue())
 
 
 class _Terminated(BaseException):
@@ -141,14 +172,17 @@ def _signals_as_exceptions() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            # A held signal fires inside this call (KeyboardInterrupt or _Terminated);
+            # the handler must still be put back, or a later SIGTERM would raise
+            # _Terminated in whatever code runs after main() returns.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(code: int, message: str) -> int:
-    # One line, whatever the paths hold: a newline in a directory name must not split it.
-    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
-    sys.stderr.write(f"linkprobe: error: {one_line}\n")
+    sys.stderr.write(f"linkprobe: error: {_one_line(message)}\n")
     return code
 
 
@@ -156,7 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        explicit_mode = requested_mode(args.mode, args.env or None, mode_source="--mode")
+        if args.format == "env" and not _env_name_ok(args.env):
+            return _fail(EXIT_USAGE, f"--format env needs a variable name without '=' or line breaks, got {args.env!r}")
+        # pnpm's "clone-or-copy" names an order, not a mode: the user's own fallback rule.
+        word = args.mode if args.mode is not None else (os.environ.get(args.env) if args.env else None)
+        order = parse_order(word)
+        explicit_mode = None if order else requested_mode(args.mode, args.env or None, mode_source="--mode")
         explicit = explicit_mode is not None
         try:
             with _signals_as_exceptions():
@@ -164,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except _Terminated:
             return 128 + signal.SIGTERM
         try:
-            mode = result.require(explicit_mode)
+            mode = result.require(explicit_mode, order=order or AUTO_ORDER)
         except (UnsupportedModeError, NoUsableModeError) as exc:
             _emit(args.format, args.env, result, None, explicit, str(exc))
             return _fail(EXIT_NO_MODE, str(exc))
@@ -182,4 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_exit() -> None:
     """Console-script entry point: exit with :func:`main`'s status."""
-    sys.exit(main())
+    try:
+        status = main()
+    except KeyboardInterrupt:  # Ctrl-C while parsing arguments, before main()'s own handler
+        status = 128 + signal.SIGINT
+    sys.exit(status)

@@ -9,8 +9,10 @@ from linkprobe.errors import InvalidModeError
 
 __all__ = [
     "AUTO_ORDER",
+    "ORDER_WORDS",
     "LinkMode",
     "parse_mode",
+    "parse_order",
 ]
 
 
@@ -45,6 +47,13 @@ _ALIASES: Final[dict[str, LinkMode]] = {
 #: Values that mean "nothing chosen": decide by probing.
 _AUTO_WORDS: Final[frozenset[str]] = frozenset({"", "auto"})
 
+#: Words that name an order of modes instead of one mode: pnpm's package-import-method
+#: ``clone-or-copy``. The first mode of the order that works is used. Stepping down within
+#: the order is the user's own rule, so it is not a fallback that linkprobe makes.
+ORDER_WORDS: Final[dict[str, tuple[LinkMode, ...]]] = {
+    "clone-or-copy": (LinkMode.CLONE, LinkMode.COPY),
+}
+
 #: What error messages list as valid, in a stable order.
 VALID_WORDS: Final[tuple[str, ...]] = ("auto", *(mode.value for mode in LinkMode))
 
@@ -68,3 +77,13 @@ def parse_mode(value: str | LinkMode | None, *, source: str = "mode") -> LinkMod
         return _ALIASES[word]
     except KeyError:
         raise InvalidModeError(value, source=source, valid=VALID_WORDS) from None
+
+
+def parse_order(value: str | LinkMode | None) -> tuple[LinkMode, ...] | None:
+    """The modes an order word names (``"clone-or-copy"``), or None for any other value.
+
+    Same spelling rules as :func:`parse_mode`: case and surrounding white space ignored.
+    """
+    if value is None or isinstance(value, LinkMode):
+        return None
+    return ORDER_WORDS.get(value.strip().lower())

@@ -40,6 +40,13 @@ __all__ = [
 SCRATCH_PREFIX: Final[str] = ".linkprobe-"
 #: How many directory entries to look at for an existing file on a read-only source.
 _SEARCH_LIMIT: Final[int] = 2000
+#: Linux: an O_PATH descriptor holds a scratch file's inode (a symlink's too, with
+#: O_NOFOLLOW) without opening its data. While it is held the inode cannot be freed, so
+#: its number cannot be reused by a file somebody creates under our name after deleting
+#: ours: the (st_dev, st_ino) check before removal then really means "the file we made".
+#: Elsewhere there is no pin (Windows cannot unlink an open file), only the check.
+_O_PATH: Final[int] = getattr(os, "O_PATH", 0)
+_PIN_FLAGS: Final[int] = _O_PATH | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 #: The order of attempts. Copy goes first: if no file can be created in the target at
 #: all, its errno explains every other failure too.
@@ -171,12 +178,28 @@ class _Attempts:
     def __init__(self, backend: LinkBackend) -> None:
         self.backend = backend
         self.created: list[tuple[str, FileIdentity | None]] = []
+        self.pins: list[int] = []  # O_PATH descriptors, closed by clean()
+
+    def record(self, name: str, identity: FileIdentity | None) -> None:
+        """Remember ``name`` for clean(), and pin its inode where the OS allows."""
+        self.created.append((name, identity))
+        if not _O_PATH or identity is None:
+            return
+        try:
+            pin = os.open(name, _PIN_FLAGS)
+        except OSError:  # gone already, or a backend that makes no real files
+            return
+        info = os.fstat(pin)
+        if (info.st_dev, info.st_ino) == identity:
+            self.pins.append(pin)
+        else:  # replaced already: the check before removal will leave it alone
+            os.close(pin)
 
     def make_source(self, directory: str) -> tuple[str | None, int | None]:
         """A scratch file in the source directory, or (None, errno) if it cannot take one."""
         name = _scratch_name(directory, "src")
         try:
-            self.created.append((name, self.backend.create_scratch(name)))
+            self.record(name, self.backend.create_scratch(name))
         except OSError as exc:
             return None, errno_of(exc)
         return name, None
@@ -194,7 +217,7 @@ class _Attempts:
                 # A copy from a file that is not our scratch file (a read-only source's,
                 # or the source file given) only checks that files can be created: that
                 # file may be a large wheel.
-                self.created.append((name, backend.create_scratch(name)))
+                self.record(name, backend.create_scratch(name))
                 return None
             elif mode is LinkMode.COPY:
                 backend.copy(source_file, name)
@@ -210,15 +233,20 @@ class _Attempts:
             # this call: nobody else can have planted it, so it is ours to remove.
             remove_quietly(name)
             raise
-        self.created.append((name, backend.identity(name)))
+        self.record(name, backend.identity(name))
         return None
 
     def clean(self) -> None:
-        for name, identity in reversed(self.created):
-            # Nothing more can be done on failure; the name carries SCRATCH_PREFIX.
-            with contextlib.suppress(OSError):
-                self.backend.remove_if_same(name, identity)
-        self.created.clear()
+        try:
+            for name, identity in reversed(self.created):
+                # Nothing more can be done on failure; the name carries SCRATCH_PREFIX.
+                with contextlib.suppress(OSError):
+                    self.backend.remove_if_same(name, identity)
+        finally:
+            self.created.clear()
+            for pin in self.pins:  # only now may the inode numbers be reused
+                os.close(pin)
+            self.pins.clear()
 
 
 class _Progress:

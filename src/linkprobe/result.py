@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import errno as _errno
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,16 +106,20 @@ def same_mount(source: SideFacts, target: SideFacts) -> bool:
     return source.mount_point is not None and source.mount_point == target.mount_point
 
 
-def best_mode(verdicts: tuple[Verdict, ...]) -> LinkMode | None:
-    """Clone, then hardlink, then copy; symlink never; None when none works.
+def best_mode(verdicts: tuple[Verdict, ...], order: Sequence[LinkMode] = AUTO_ORDER) -> LinkMode | None:
+    """Clone, then hardlink, then copy (or ``order``); symlink never; None when none works.
 
     A copy that timed out still counts: copy asks nothing of the pair but that files can
     be created, so when the filesystem is only slow or hung, copy is the safe answer
     (and the verdicts say that it was not verified).
     """
     working = {verdict.mode for verdict in verdicts if verdict.supported}
-    best = next((mode for mode in AUTO_ORDER if mode in working), None)
-    if best is None and any(v.mode is LinkMode.COPY and v.status is Status.TIMED_OUT for v in verdicts):
+    best = next((mode for mode in order if mode in working), None)
+    if (
+        best is None
+        and LinkMode.COPY in order
+        and any(v.mode is LinkMode.COPY and v.status is Status.TIMED_OUT for v in verdicts)
+    ):
         return LinkMode.COPY
     return best
 
@@ -155,8 +160,9 @@ class Probe:
     def supports(self, mode: LinkMode | str) -> bool:
         return self.verdict(mode).supported
 
-    def require(self, mode: LinkMode | None) -> LinkMode:
-        """Apply the two rules: explicit is verified, never replaced; auto takes the best.
+    def require(self, mode: LinkMode | None, *, order: Sequence[LinkMode] = AUTO_ORDER) -> LinkMode:
+        """Apply the two rules: explicit is verified, never replaced; auto takes the best
+        working mode of ``order`` (pnpm's ``clone-or-copy`` is the order clone, copy).
 
         :raises UnsupportedModeError: ``mode`` was chosen and does not work here.
         :raises NoUsableModeError: auto, and no mode works.
@@ -166,9 +172,9 @@ class Probe:
             if not verdict.supported:
                 raise UnsupportedModeError(mode, self.source.given, self.target.given, verdict.errno, verdict.reason)
             return mode
-        best = self.best
+        best = best_mode(self.verdicts, order)
         if best is None:
-            failed = [verdict for verdict in self.verdicts if verdict.mode in AUTO_ORDER]
+            failed = [verdict for verdict in self.verdicts if verdict.mode in order]
             raise NoUsableModeError(
                 self.source.given,
                 self.target.given,
