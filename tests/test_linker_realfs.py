@@ -10,6 +10,7 @@ strace at the syscall level.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import functools
@@ -25,7 +26,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -587,10 +588,57 @@ def test_sticky_across_bind_mount_2000_files(mounts: ScratchMounts, big_tree: Tr
         shutil.rmtree(target, ignore_errors=True)
 
 
-def _fooled_target(mounts: ScratchMounts, beside: Path, name: str) -> tuple[Path, Path]:
-    """A target beside the source (same mount: the probe says hardlink) whose ``lib`` is a
-    symlink into a bind mount of the same filesystem, so link() there gets EXDEV from the
-    kernel. Returns the target and the real directory behind ``lib``."""
+@contextlib.contextmanager
+def _immutable(files: Iterable[Path]) -> Iterator[None]:
+    """chattr +i: link(2) then fails with EPERM for these files, for root too, while the
+    probe's own new scratch file links fine. So the kernel refuses what the probe could not
+    see, as fs.protected_hardlinks does for the files of a cache owned by another user."""
+    names = [str(path) for path in files]
+    chattr = which("chattr")
+    if chattr is None:
+        pytest.fail("chattr (e2fsprogs) is needed for this test")
+    for start in range(0, len(names), 500):
+        subprocess.run([chattr, "+i", *names[start : start + 500]], check=True)
+    try:
+        yield
+    finally:
+        for start in range(0, len(names), 500):
+            subprocess.run([chattr, "-i", *names[start : start + 500]], check=True)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_sticky_when_the_probe_was_fooled(mounts: ScratchMounts, big_tree: Tree, workers: int) -> None:
+    target = big_tree.root.parent / f"venv-fooled-{workers}"  # same ext4: the probe says hardlink
+    backend = CountingBackend()
+    linker = Linker(env=None, prefer=("hardlink", "copy"), workers=workers, backend=backend)
+    try:
+        with (
+            _immutable(big_tree.root / name for name in big_tree.files),
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always")
+            stats = linker.link_tree(big_tree.root, target)
+        print(f"fooled, workers={workers}: calls {dict(backend.calls)}, failures {dict(backend.failures)}")
+        assert backend.probe_failures["hardlink"] == 0  # fooled: link() worked in the probe
+        assert 1 <= backend.failures["hardlink"] <= workers
+        assert {code for kind, code in backend.errnos if kind == "hardlink"} == {errno.EPERM}  # the kernel's
+        messages = fallback_warnings(caught)
+        assert len(messages) == 1
+        assert "immutable" in messages[0]  # not "ext4 has no hard links": the probe linked there
+        assert [(f.from_mode, f.to_mode, f.errno) for f in linker.fallbacks] == [
+            (LinkMode.HARDLINK, LinkMode.COPY, errno.EPERM)
+        ]
+        assert linker.mode is LinkMode.COPY
+        assert stats == expected_stats(big_tree, LinkMode.COPY)
+        check_tree(big_tree, target, LinkMode.COPY, check_extents=False)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _target_with_symlinked_lib(mounts: ScratchMounts, beside: Path, name: str) -> tuple[Path, Path]:
+    """A target beside the source (same mount: hardlink works there) whose existing ``lib``
+    is a symlink into a bind mount of the same filesystem, where link() gets EXDEV.
+    Returns the target and the real directory behind ``lib``."""
     elsewhere = beside.parent / f"{name}-elsewhere"
     elsewhere.mkdir()
     behind = mounts.bind(elsewhere) / "lib"
@@ -601,27 +649,33 @@ def _fooled_target(mounts: ScratchMounts, beside: Path, name: str) -> tuple[Path
     return target, elsewhere
 
 
-@pytest.mark.parametrize("workers", [1, 4])
-def test_sticky_when_the_probe_was_fooled(mounts: ScratchMounts, big_tree: Tree, workers: int) -> None:
-    target, elsewhere = _fooled_target(mounts, big_tree.root.parent, f"venv-fooled-{workers}")
+def test_an_existing_target_directory_on_another_mount_is_its_own_pair(mounts: ScratchMounts) -> None:
+    """Found up front, by its own probe: no failed link, no fallback, no warning."""
+    cache = mounts.ext4() / "cache"
+    tree = make_site_packages(cache / "lib", seed=43)
+    (cache / "top.py").write_bytes(b"print('top')\n")
+    target, elsewhere = _target_with_symlinked_lib(mounts, cache.parent, "venv")
     backend = CountingBackend()
-    linker = Linker(env=None, prefer=("hardlink", "copy"), workers=workers, backend=backend)
+    linker = Linker(env=None, backend=backend)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stats = linker.link_tree(big_tree.root, target)
-        print(f"fooled, workers={workers}: calls {dict(backend.calls)}, failures {dict(backend.failures)}")
-        assert backend.probe_failures["hardlink"] == 0  # fooled: link() worked in the probe
-        assert 1 <= backend.failures["hardlink"] <= workers
-        assert {code for kind, code in backend.errnos if kind == "hardlink"} == {errno.EXDEV}  # the kernel's
-        assert len(fallback_warnings(caught)) == 1
-        assert [(f.from_mode, f.to_mode, f.errno) for f in linker.fallbacks] == [
-            (LinkMode.HARDLINK, LinkMode.COPY, errno.EXDEV)
-        ]
-        assert linker.mode is LinkMode.COPY
-        # target and target/lib existed: only lib's subdirectories were made.
-        assert stats == expected_stats(big_tree, LinkMode.COPY, directories=big_tree.directories - 1)
-        check_tree(big_tree, target, LinkMode.COPY, check_extents=False)
+            stats = linker.link_tree(cache, target)
+        assert fallback_warnings(caught) == []
+        assert linker.fallbacks == ()
+        assert backend.failures["hardlink"] == backend.probe_failures["hardlink"] == 1  # lib's probe
+        assert identity(target / "top.py") == identity(cache / "top.py")  # the root pair: hardlink
+        check_tree(tree, target / "lib", LinkMode.COPY)  # lib's own pair: copy
+        assert (stats.hardlinked, stats.copied) == (1, len(tree.files))
+
+        # Explicit hardlink: refused when lib is reached, before anything is written in it.
+        shutil.rmtree(elsewhere / "lib")
+        (elsewhere / "lib").mkdir()
+        os.unlink(target / "top.py")
+        with pytest.raises(UnsupportedModeError) as refused:
+            Linker("hardlink", env=None).link_tree(cache, target)
+        assert refused.value.errno == errno.EXDEV
+        assert os.listdir(elsewhere / "lib") == []
     finally:
         shutil.rmtree(target, ignore_errors=True)
         shutil.rmtree(elsewhere / "lib", ignore_errors=True)
@@ -788,32 +842,37 @@ def test_each_pair_falls_back_and_warns_once(mounts: ScratchMounts) -> None:
     first_dir, second_dir = mounts.ext4(), mounts.ext4_other()
     first = make_site_packages(first_dir / "cache" / "lib", seed=41)
     second = make_site_packages(second_dir / "cache" / "lib", seed=42)
-    first_target, _ = _fooled_target(mounts, first_dir, "venv")
-    second_target, _ = _fooled_target(mounts, second_dir, "venv")
+    first_target, second_target = first_dir / "venv", second_dir / "venv"
+    first_plain, second_plain = first.root.parent / "plain.py", second.root.parent / "plain.py"
+    first_plain.write_bytes(b"plain\n")
+    second_plain.write_bytes(b"plain\n")
     linker = Linker(env=None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        stats = linker.link_tree(first.root.parent, first_target)
+        with _immutable(first.root / name for name in first.files):
+            stats = linker.link_tree(first.root, first_target / "lib")
         assert len(fallback_warnings(caught)) == 1
-        assert stats == expected_stats(first, LinkMode.COPY, directories=first.directories)
+        assert stats == expected_stats(first, LinkMode.COPY)
         check_tree(first, first_target / "lib", LinkMode.COPY)
 
         # The other pair (the second ext4) is untouched by the first pair's fallback.
         direct = second_target / "direct.py"
-        assert linker.link(second.root / second.files[3], direct) is LinkMode.HARDLINK
-        assert identity(direct) == identity(second.root / second.files[3])
+        assert linker.link(second_plain, direct) is LinkMode.HARDLINK
+        assert identity(direct) == identity(second_plain)
 
-        stats = linker.link_tree(second.root.parent, second_target)
-        assert stats == expected_stats(second, LinkMode.COPY, directories=second.directories)
+        with _immutable(second.root / name for name in second.files):
+            stats = linker.link_tree(second.root, second_target / "lib")
+        assert stats == expected_stats(second, LinkMode.COPY)
         check_tree(second, second_target / "lib", LinkMode.COPY)
 
-        # Sticky: the first pair stays at copy, without another warning.
+        # Sticky: the first pair stays at copy, without another warning, for a file that
+        # could be hardlinked.
         again = first_target / "again.py"
-        assert linker.link(first.root / first.files[3], again) is LinkMode.COPY
-        assert identity(again) != identity(first.root / first.files[3])
+        assert linker.link(first_plain, again) is LinkMode.COPY
+        assert identity(again) != identity(first_plain)
     messages = fallback_warnings(caught)
     assert len(messages) == 2, messages
     assert [(f.from_mode, f.to_mode, f.errno) for f in linker.fallbacks] == [
-        (LinkMode.HARDLINK, LinkMode.COPY, errno.EXDEV)
+        (LinkMode.HARDLINK, LinkMode.COPY, errno.EPERM)
     ] * 2
     assert linker.fallbacks[0].source_mount != linker.fallbacks[1].source_mount

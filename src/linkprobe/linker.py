@@ -253,7 +253,8 @@ class Linker:
             usable = [mode for mode in later if pair.probe.supports(mode)] or [
                 mode for mode in later if mode is LinkMode.COPY
             ]
-            reason = explain_failure(failed, code, ReasonContext(pair.probe.source, pair.probe.target))
+            context = ReasonContext(pair.probe.source, pair.probe.target, mode_worked=pair.probe.supports(failed))
+            reason = explain_failure(failed, code, context)
             if not usable:
                 raise LinkFailedError(failed, source, target, code, f"{reason}; no other mode left to fall back to")
             pair.mode = usable[0]
@@ -301,7 +302,7 @@ class Linker:
                 if action is FailureAction.COPY_FILE:
                     self._backend.copy(source, target, hints)
                     return LinkMode.COPY
-                context = ReasonContext(pair.probe.source, pair.probe.target)
+                context = ReasonContext(pair.probe.source, pair.probe.target, mode_worked=pair.probe.supports(mode))
                 reason = explain_failure(mode, code, context)
                 if pair.explicit and code in MODE_UNSUPPORTED_ERRNOS:
                     raise UnsupportedModeError(mode, source, target, code, reason) from exc
@@ -388,14 +389,21 @@ class Linker:
                 for entry in entries:
                     target_path = target_prefix + entry.name
                     if entry.is_dir(follow_symlinks=False):
-                        _make_directory(target_path, tally, pair.mode, entry.path)
-                        child_pair = self._child_pair(pair, entry, target_path, real_source_dir, real_target_dir)
+                        if _make_directory(target_path, tally, pair.mode, entry.path):
+                            child_pair = self._child_pair(pair, entry, target_path, real_source_dir, real_target_dir)
+                            real_target_child = os.path.join(real_target_dir, entry.name)
+                        else:
+                            # A directory the target already had may be a symlink into (or
+                            # the mount point of) another filesystem: give it its own pair
+                            # now, instead of learning it from a failed link later.
+                            child_pair = self._pair_for(entry.path, target_path)
+                            real_target_child = os.path.realpath(target_path)
                         pending.append(
                             (
                                 entry.path,
                                 target_path,
                                 os.path.join(real_source_dir, entry.name),
-                                os.path.join(real_target_dir, entry.name),
+                                real_target_child,
                                 child_pair,
                             )
                         )
@@ -508,13 +516,15 @@ class Linker:
         warnings.warn(LinkModeFallbackWarning(message), stacklevel=5)
 
 
-def _make_directory(path: str, tally: _Tally, mode: LinkMode, source_path: str) -> None:
+def _make_directory(path: str, tally: _Tally, mode: LinkMode, source_path: str) -> bool:
+    """Create ``path``; False if it was there already (a directory, or a symlink to one)."""
     try:
         os.mkdir(path)
     except FileExistsError:
         if not os.path.isdir(path):
             raise LinkFailedError(mode, source_path, path, 17, "exists and is not a directory") from None
-        return
+        return False
     except OSError as exc:
         raise LinkFailedError(mode, source_path, path, errno_of(exc), exc.strerror or str(exc)) from exc
     tally.directories += 1
+    return True

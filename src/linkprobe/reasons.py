@@ -77,6 +77,9 @@ class ReasonContext:
     #: The file linked from belongs to another user and we are not root: the case
     #: fs.protected_hardlinks (proc(5)) refuses with EPERM.
     other_owner: bool = False
+    #: The probe already made this mode work between these two places (the linker's
+    #: case): a refusal now is about one file, not about the filesystem.
+    mode_worked: bool = False
 
     @property
     def same_mount(self) -> bool:
@@ -151,6 +154,13 @@ def explain_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
         if code == errno.EPERM:
             if ctx.other_owner:
                 return "protected_hardlinks: the file belongs to another user"
+            if ctx.mode_worked:
+                # link(2): EPERM for an immutable or append-only file too; and
+                # fs.protected_hardlinks for files of another user the probe did not see.
+                return (
+                    "the kernel refused to link this file (EPERM): it belongs to another user "
+                    "(fs.protected_hardlinks) or is immutable or append-only"
+                )
             return f"{fs} has no hard links"
         if code in (errno.EOPNOTSUPP, _ENOTSUP):
             return f"{fs} has no hard links"
