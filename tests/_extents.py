@@ -2,8 +2,7 @@
 
 A clone (reflink) gets its own inode but points at the source's physical blocks, which the
 filesystem marks FIEMAP_EXTENT_SHARED; a copy gets blocks of its own. This is the test-side
-proof of what an installer really did, independent of linkprobe. (test_linker_realfs.py has
-the same ioctl inline; this module is the shared one for the real-client tests.)
+proof of what linkprobe's Linker or a real installer did, independent of linkprobe's code.
 """
 
 from __future__ import annotations

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import os
 import random
 import re
 import shutil
 import stat
-import struct
 import subprocess
 import sys
 import threading
@@ -31,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _extents import extents
 from _mounts import SCRATCH_PREFIX, ScratchMounts, which
 
 from linkprobe import (
@@ -46,45 +45,7 @@ from linkprobe.linux import LinuxBackend
 
 pytestmark = pytest.mark.realfs
 
-# -- FIEMAP (linux/fiemap.h) ---------------------------------------------------------------
-
-#: _IOWR('f', 11, struct fiemap)
-_FS_IOC_FIEMAP = 0xC020660B
-_FIEMAP_FLAG_SYNC = 0x1  # flush delayed allocation first, so fresh copies have real blocks
-_FIEMAP_EXTENT_SHARED = 0x2000
-#: struct fiemap: fm_start, fm_length, fm_flags, fm_mapped_extents, fm_extent_count, fm_reserved
-_FIEMAP_HEADER = struct.Struct("=QQLLLL")
-#: struct fiemap_extent: fe_logical, fe_physical, fe_length, fe_reserved64[2], fe_flags, fe_reserved[3]
-_FIEMAP_EXTENT = struct.Struct("=QQQ2QL3L")
-_FIEMAP_SLOTS = 64
-
-
-@dataclass(frozen=True)
-class Extent:
-    logical: int
-    physical: int
-    length: int
-    flags: int
-
-    @property
-    def shared(self) -> bool:
-        return bool(self.flags & _FIEMAP_EXTENT_SHARED)
-
-
-def extents(path: Path) -> list[Extent]:
-    """The file's extents as the FIEMAP ioctl reports them (what `filefrag -v` prints)."""
-    buffer = bytearray(_FIEMAP_HEADER.size + _FIEMAP_SLOTS * _FIEMAP_EXTENT.size)
-    _FIEMAP_HEADER.pack_into(buffer, 0, 0, 0xFFFF_FFFF_FFFF_FFFF, _FIEMAP_FLAG_SYNC, 0, _FIEMAP_SLOTS, 0)
-    with open(path, "rb") as handle:
-        fcntl.ioctl(handle.fileno(), _FS_IOC_FIEMAP, buffer)
-    mapped = _FIEMAP_HEADER.unpack_from(buffer)[3]
-    found = []
-    for index in range(mapped):
-        logical, physical, length, _, _, flags, *_ = _FIEMAP_EXTENT.unpack_from(
-            buffer, _FIEMAP_HEADER.size + index * _FIEMAP_EXTENT.size
-        )
-        found.append(Extent(logical, physical, length, flags))
-    return found
+# -- extents (FIEMAP, tests/_extents.py) ----------------------------------------------------
 
 
 def assert_shares_extents(source: Path, clone: Path) -> None:

@@ -60,25 +60,22 @@ class TargetNotDirectoryError(LinkprobeError, NotADirectoryError):
         return f"invalid target {self.filename!r}: {self.reason}"
 
 
-class UnsupportedModeError(LinkprobeError, OSError):
-    """An explicitly chosen mode does not work between these two paths.
+class _ModeFileError(LinkprobeError, OSError):
+    """A mode failed between a source and a target path: errno, both paths, one reason."""
 
-    Raised instead of falling back: a caller who chose a mode wants to know.
-    """
-
-    def __init__(
-        self,
-        mode: LinkMode,
-        source: str,
-        target: str,
-        errno: int | None,
-        reason: str,
-    ) -> None:
+    def __init__(self, mode: LinkMode, source: str, target: str, errno: int | None, reason: str) -> None:
         super().__init__(errno or 0, reason, source, None, target)
         self.mode = mode
         self.source = source
         self.target = target
         self.reason = reason
+
+
+class UnsupportedModeError(_ModeFileError):
+    """An explicitly chosen mode does not work between these two paths.
+
+    Raised instead of falling back: a caller who chose a mode wants to know.
+    """
 
     def __str__(self) -> str:
         return f"{self.mode.value} does not work from {self.source} to {self.target}: {self.reason}"
@@ -99,15 +96,8 @@ class NoUsableModeError(LinkprobeError, OSError):
         return f"no mode works from {self.source} to {self.target}: {self.reason}"
 
 
-class LinkFailedError(LinkprobeError, OSError):
+class LinkFailedError(_ModeFileError):
     """Materialising one file failed for a reason that is not about the mode."""
-
-    def __init__(self, mode: LinkMode, source: str, target: str, errno: int | None, reason: str) -> None:
-        super().__init__(errno or 0, reason, source, None, target)
-        self.mode = mode
-        self.source = source
-        self.target = target
-        self.reason = reason
 
     def __str__(self) -> str:
         return f"cannot {self.mode.value} {self.source} to {self.target}: {self.reason}"
