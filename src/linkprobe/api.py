@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Final, NamedTuple
+
+from linkprobe.modes import LinkMode
 
 __all__ = [
     "FileIdentity",
     "Fill",
     "LinkBackend",
+    "ManyResult",
     "SourceHints",
 ]
 
@@ -52,6 +55,11 @@ class SourceHints(NamedTuple):
     umask: int | None = None
 
 
+#: What :meth:`LinkBackend.make_many` returns: the index of the first file that failed and
+#: its error, or (number of files, None) when every file was made.
+ManyResult = tuple[int, "OSError | None"]
+
+
 class LinkBackend(ABC):
     """Make one file from another. Every method creates ``target`` exclusively.
 
@@ -77,6 +85,45 @@ class LinkBackend(ABC):
     def copy(self, source: str, target: str, hints: SourceHints | None = None) -> None:
         """Create ``target`` with ``source``'s bytes and permission bits."""
         self.fill_new_file(source, target, self.copy_data, hints)
+
+    def make(self, mode: LinkMode, source: str, target: str, hints: SourceHints | None = None) -> None:
+        """Create ``target`` from ``source`` with ``mode``: the one-file method for it.
+
+        A symlink gets the absolute path of ``source``: a relative text would point
+        elsewhere from the target's directory.
+        """
+        if mode is LinkMode.HARDLINK:
+            self.hardlink(source, target)
+        elif mode is LinkMode.CLONE:
+            self.clone(source, target, hints)
+        elif mode is LinkMode.COPY:
+            self.copy(source, target, hints)
+        else:
+            self.symlink(os.path.abspath(source), target)
+
+    def make_many(
+        self,
+        mode: LinkMode,
+        source_dir: str,
+        target_dir: str,
+        files: Sequence[tuple[str, SourceHints]],
+        start: int = 0,
+    ) -> ManyResult:
+        """Create ``target_dir/NAME`` from ``source_dir/NAME`` with ``mode`` for each
+        (NAME, hints) of ``files[start:]``, in order, until one fails.
+
+        Returns the index of the file that failed and its error, or ``(len(files), None)``.
+        What an error means is the caller's to decide, as for one file. This base class
+        calls :meth:`make` per file; a backend may override it to work relative to
+        directory descriptors, which saves a path lookup per name (issue 3).
+        """
+        for index in range(start, len(files)):
+            name, hints = files[index]
+            try:
+                self.make(mode, os.path.join(source_dir, name), os.path.join(target_dir, name), hints)
+            except OSError as exc:
+                return index, exc
+        return len(files), None
 
     def copy_data(self, source_fd: int, target_fd: int, size: int) -> None:
         """Copy ``size`` bytes between two open files; backends override with faster paths."""

@@ -46,8 +46,6 @@ _log = logging.getLogger("linkprobe")
 #: Files handed to a worker at once: large enough to amortise the hand-off, small enough
 #: that both cores stay busy on a tree of a few thousand small files.
 _BATCH: Final[int] = 128
-#: Separators a directory name may already end with ("/" or, on Windows, also "\\").
-_SEPARATORS: Final[tuple[str, ...]] = tuple({os.sep, os.altsep or os.sep})
 
 
 @dataclass(frozen=True)
@@ -98,6 +96,16 @@ class _Pair:
     explicit: bool
     warned_symlinks: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Batch:
+    """Up to _BATCH entries (files and symlinks) of one source directory, and where they go."""
+
+    pair: _Pair
+    source_dir: str
+    target_dir: str
+    entries: list[os.DirEntry[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -275,39 +283,37 @@ class Linker:
 
     def _place(self, pair: _Pair, source: str, target: str, hints: SourceHints | None = None) -> LinkMode:
         """Materialise one regular file; returns the mode that did it."""
-        backend = self._backend
-        while True:
-            mode = pair.mode
-            try:
-                if mode is LinkMode.HARDLINK:
-                    backend.hardlink(source, target)
-                elif mode is LinkMode.CLONE:
-                    backend.clone(source, target, hints)
-                elif mode is LinkMode.COPY:
-                    backend.copy(source, target, hints)
-                else:
-                    backend.symlink(os.path.abspath(source), target)
-            except FileExistsError:
-                if not self._replace:
-                    raise LinkFailedError(mode, source, target, 17, "destination exists (use replace=True)") from None
-                return self._replace_atomically(
-                    source, target, lambda temporary: self._place(pair, source, temporary, hints)
-                )
-            except OSError as exc:
-                code = errno_of(exc)
-                action = on_failure(mode, code, explicit=pair.explicit)
-                if action is FailureAction.FALL_BACK:
-                    self._fall_back(pair, mode, code, source, target)
-                    continue
-                if action is FailureAction.COPY_FILE:
-                    self._backend.copy(source, target, hints)
-                    return LinkMode.COPY
-                context = ReasonContext(pair.probe.source, pair.probe.target, mode_worked=pair.probe.supports(mode))
-                reason = explain_failure(mode, code, context)
-                if pair.explicit and code in MODE_UNSUPPORTED_ERRNOS:
-                    raise UnsupportedModeError(mode, source, target, code, reason) from exc
-                raise LinkFailedError(mode, source, target, code, reason) from exc
-            return mode
+        mode = pair.mode
+        try:
+            self._backend.make(mode, source, target, hints)
+        except OSError as exc:
+            return self._recover(pair, mode, exc, source, target, hints)
+        return mode
+
+    def _recover(
+        self, pair: _Pair, mode: LinkMode, exc: OSError, source: str, target: str, hints: SourceHints | None
+    ) -> LinkMode:
+        """Apply the rules to ``exc``, the failure of making ``target`` with ``mode``: fall
+        back (auto), copy this one file, replace, or raise. Returns the mode that made it."""
+        if isinstance(exc, FileExistsError):
+            if not self._replace:
+                raise LinkFailedError(mode, source, target, 17, "destination exists (use replace=True)") from None
+            return self._replace_atomically(
+                source, target, lambda temporary: self._place(pair, source, temporary, hints)
+            )
+        code = errno_of(exc)
+        action = on_failure(mode, code, explicit=pair.explicit)
+        if action is FailureAction.FALL_BACK:
+            self._fall_back(pair, mode, code, source, target)  # raises when no mode is left
+            return self._place(pair, source, target, hints)
+        if action is FailureAction.COPY_FILE:
+            self._backend.copy(source, target, hints)
+            return LinkMode.COPY
+        context = ReasonContext(pair.probe.source, pair.probe.target, mode_worked=pair.probe.supports(mode))
+        reason = explain_failure(mode, code, context)
+        if pair.explicit and code in MODE_UNSUPPORTED_ERRNOS:
+            raise UnsupportedModeError(mode, source, target, code, reason) from exc
+        raise LinkFailedError(mode, source, target, code, reason) from exc
 
     def _replace_atomically(self, source: str, target: str, make: Callable[[str], LinkMode]) -> LinkMode:
         """``make`` the file (or symlink) under a temporary name beside ``target``, then
@@ -357,13 +363,13 @@ class Linker:
         with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="linkprobe") as pool:
             futures: list[Future[_Tally]] = []
             try:
-                for batch_pair, batch in self._walk(pair, source_root, target_root, tally):
+                for batch in self._walk(pair, source_root, target_root, tally):
                     if stop.is_set():
                         break
                     if self._workers == 1:
-                        tally.add(self._run_batch(batch_pair, batch, stop, umask))
+                        tally.add(self._run_batch(batch, stop, umask))
                     else:
-                        futures.append(pool.submit(self._run_batch, batch_pair, batch, stop, umask))
+                        futures.append(pool.submit(self._run_batch, batch, stop, umask))
                 for future in futures:
                     tally.add(future.result())
             except BaseException:
@@ -373,22 +379,17 @@ class Linker:
                 raise
         return tally.freeze()
 
-    def _walk(
-        self, root_pair: _Pair, source_root: str, target_root: str, tally: _Tally
-    ) -> Iterable[tuple[_Pair, list[tuple[str, str, os.DirEntry[str]]]]]:
+    def _walk(self, root_pair: _Pair, source_root: str, target_root: str, tally: _Tally) -> Iterable[_Batch]:
         """Create directories (parents first) and yield batches of entries to materialise."""
         real_source, real_target = os.path.realpath(source_root), os.path.realpath(target_root)
         pending = [(source_root, target_root, real_source, real_target, root_pair)]
         while pending:
             source_dir, target_dir, real_source_dir, real_target_dir, pair = pending.pop()
-            batch: list[tuple[str, str, os.DirEntry[str]]] = []
-            # Concatenation, not os.path.join: it runs once per file, and join was ~1/6 of
-            # link_tree's own time on 5,000 files (cProfile).
-            target_prefix = target_dir if target_dir.endswith(_SEPARATORS) else target_dir + os.sep
+            batch = _Batch(pair, source_dir, target_dir)
             with os.scandir(source_dir) as entries:
                 for entry in entries:
-                    target_path = target_prefix + entry.name
                     if entry.is_dir(follow_symlinks=False):
+                        target_path = os.path.join(target_dir, entry.name)
                         if _make_directory(target_path, tally, pair.mode, entry.path):
                             child_pair = self._child_pair(pair, entry, target_path, real_source_dir, real_target_dir)
                             real_target_child = os.path.join(real_target_dir, entry.name)
@@ -408,12 +409,12 @@ class Linker:
                             )
                         )
                         continue
-                    batch.append((entry.path, target_path, entry))
-                    if len(batch) >= _BATCH:
-                        yield pair, batch
-                        batch = []
-            if batch:
-                yield pair, batch
+                    batch.entries.append(entry)
+                    if len(batch.entries) >= _BATCH:
+                        yield batch
+                        batch = _Batch(pair, source_dir, target_dir)
+            if batch.entries:
+                yield batch
 
     def _child_pair(
         self,
@@ -435,36 +436,46 @@ class Linker:
             return self._pair_for(entry.path, target_path)
         return pair
 
-    def _run_batch(
-        self,
-        pair: _Pair,
-        batch: list[tuple[str, str, os.DirEntry[str]]],
-        stop: threading.Event,
-        umask: int | None,
-    ) -> _Tally:
-        """Materialise a batch of files and symlinks of one directory.
+    def _run_batch(self, batch: _Batch, stop: threading.Event, umask: int | None) -> _Tally:
+        """Materialise the regular files and symlinks of one batch (one directory).
 
-        link_tree's per-file hot path, kept flat on purpose: one call per file into
-        ``_place``; the stat is the one ``os.scandir`` already cached (see issue 3).
+        link_tree's hot path: the stat is the one ``os.scandir`` already made, and the
+        regular files go to the backend in one ``make_many`` call, which on Linux works
+        relative to directory descriptors. A failed file comes back with its error and goes
+        through the same rules as :meth:`link` (``_recover``); then the rest continue.
         """
         tally = _Tally()
-        by_mode = tally.by_mode
-        place = self._place
+        pair, source_dir, target_dir = batch.pair, batch.source_dir, batch.target_dir
+        files: list[tuple[str, SourceHints]] = []
         try:
-            for source_path, target_path, entry in batch:
-                if stop.is_set():
-                    break
+            for entry in batch.entries:
                 if entry.is_symlink():
-                    self._copy_symlink(pair, source_path, target_path, tally)
+                    self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally)
                     continue
                 info = entry.stat(follow_symlinks=False)
                 if not stat.S_ISREG(info.st_mode):
                     raise LinkFailedError(
-                        pair.mode, source_path, target_path, 22, "not a regular file, directory or symlink; not copied"
+                        pair.mode,
+                        entry.path,
+                        os.path.join(target_dir, entry.name),
+                        22,
+                        "not a regular file, directory or symlink; not copied",
                     )
-                hints = SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, umask)
-                by_mode[place(pair, source_path, target_path, hints)] += 1
+                files.append(
+                    (entry.name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, umask))
+                )
                 tally.bytes += info.st_size
+            start = 0
+            while start < len(files) and not stop.is_set():
+                mode = pair.mode
+                done, error = self._backend.make_many(mode, source_dir, target_dir, files, start)
+                tally.by_mode[mode] += done - start
+                if error is None:
+                    break
+                name, hints = files[done]
+                source_path, target_path = os.path.join(source_dir, name), os.path.join(target_dir, name)
+                tally.by_mode[self._recover(pair, mode, error, source_path, target_path, hints)] += 1
+                start = done + 1
         except BaseException:
             stop.set()
             raise

@@ -1,0 +1,173 @@
+"""``LinkBackend.make_many``: the generic loop and Linux's fast path (directory descriptors)
+must make the same files, stop at the same failure and clean up the same way."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from linkprobe import LinkMode
+from linkprobe import linux as linux_module
+from linkprobe.api import KEPT_MODE_BITS, LinkBackend, SourceHints
+from linkprobe.generic import GenericBackend
+from linkprobe.linux import LinuxBackend
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="LinuxBackend's fast path needs Linux")
+
+NAMES = ("a.py", "b.bin", "tool", "empty", "big.dat")
+
+
+def make_source(directory: Path) -> list[tuple[str, SourceHints]]:
+    """Files of several sizes and modes, and their hints as link_tree builds them."""
+    directory.mkdir()
+    contents = {"a.py": b"print(1)\n", "b.bin": os.urandom(5000), "tool": b"#!/bin/sh\n", "empty": b""}
+    contents["big.dat"] = os.urandom(3 << 20)  # more than one copy_file_range step
+    modes = {"tool": 0o755, "b.bin": 0o600}
+    files = []
+    for name in NAMES:
+        path = directory / name
+        path.write_bytes(contents[name])
+        path.chmod(modes.get(name, 0o644))
+        info = path.stat()
+        files.append((name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, 0o022)))
+    return files
+
+
+class PlainLoop(LinuxBackend):
+    """LinuxBackend forced onto the base class's per-file loop (the reference)."""
+
+    def make_many(self, *args: object, **kwargs: object) -> tuple[int, OSError | None]:
+        return LinkBackend.make_many(self, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def outcome(source: Path, target: Path) -> list[tuple[str, bytes, int, bool]]:
+    """(name, bytes, permission bits, same inode as the source) for each made file."""
+    return [
+        (
+            name,
+            (target / name).read_bytes(),
+            stat.S_IMODE((target / name).stat().st_mode),
+            (target / name).stat().st_ino == (source / name).stat().st_ino,
+        )
+        for name in NAMES
+        if (target / name).exists()
+    ]
+
+
+@linux_only
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
+def test_fast_path_makes_what_the_per_file_loop_makes(tmp_path: Path, mode: LinkMode) -> None:
+    files = make_source(tmp_path / "src")
+    results = {}
+    for label, backend in (("fast", LinuxBackend()), ("loop", PlainLoop())):
+        target = tmp_path / label
+        target.mkdir()
+        assert backend.make_many(mode, str(tmp_path / "src"), str(target), files) == (len(files), None)
+        results[label] = outcome(tmp_path / "src", target)
+    assert results["fast"] == results["loop"]
+    assert len(results["fast"]) == len(NAMES)
+    linked = {row[3] for row in results["fast"]}
+    assert linked == ({True} if mode is LinkMode.HARDLINK else {False})
+    if mode is LinkMode.COPY:  # permission bits exactly, whatever the umask
+        assert {row[0]: row[2] for row in results["fast"]}["tool"] == 0o755
+
+
+@linux_only
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK, LinkMode.CLONE])
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+def test_stops_at_the_first_failure_and_resumes_from_start(
+    tmp_path: Path, mode: LinkMode, backend: LinkBackend
+) -> None:
+    files = make_source(tmp_path / "src")
+    target = tmp_path / "dst"
+    target.mkdir()
+    (target / "tool").write_bytes(b"somebody's")  # index 2 exists already
+    done, error = backend.make_many(mode, str(tmp_path / "src"), str(target), files)
+    if mode is LinkMode.CLONE and isinstance(error, OSError) and error.errno in (errno.EOPNOTSUPP, errno.EXDEV):
+        # tmp_path's filesystem cannot clone: the first file fails, and leaves nothing.
+        assert (done, sorted(os.listdir(target))) == (0, ["tool"])
+        return
+    assert done == 2
+    assert isinstance(error, FileExistsError)
+    assert (target / "tool").read_bytes() == b"somebody's"  # never replaced
+    assert sorted(os.listdir(target)) == ["a.py", "b.bin", "tool"]
+    # The caller handles the failed file, then continues after it.
+    assert backend.make_many(mode, str(tmp_path / "src"), str(target), files, done + 1) == (len(files), None)
+    assert sorted(os.listdir(target)) == sorted(NAMES)
+
+
+@linux_only
+def test_a_copy_failing_midway_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = make_source(tmp_path / "src")
+    target = tmp_path / "dst"
+    target.mkdir()
+    real = linux_module._copy_range
+    assert real is not None
+
+    def fails_on_big(source_fd: int, target_fd: int, count: int) -> int:
+        if os.fstat(source_fd).st_size > 1 << 20:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return int(real(source_fd, target_fd, count))
+
+    monkeypatch.setattr(linux_module, "_copy_range", fails_on_big)
+    done, error = LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+    assert done == NAMES.index("big.dat")
+    assert isinstance(error, OSError)
+    assert error.errno == errno.EIO
+    assert "big.dat" not in os.listdir(target)
+
+
+@linux_only
+def test_umask_unknown_still_keeps_the_bits(tmp_path: Path) -> None:
+    files = [(name, hints._replace(umask=None)) for name, hints in make_source(tmp_path / "src")]
+    target = tmp_path / "dst"
+    target.mkdir()
+    previous = os.umask(0o077)  # would strip 0o755 down to 0o700
+    try:
+        assert LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files) == (len(files), None)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((target / "tool").stat().st_mode) == 0o755
+    assert stat.S_IMODE((target / "a.py").stat().st_mode) == 0o644
+
+
+@linux_only
+def test_a_directory_that_cannot_be_opened_fails_the_first_file(tmp_path: Path) -> None:
+    files = make_source(tmp_path / "src")
+    done, error = LinuxBackend().make_many(
+        LinkMode.HARDLINK, str(tmp_path / "src"), str(tmp_path / "missing"), files, 1
+    )
+    assert done == 1
+    assert isinstance(error, FileNotFoundError)
+
+
+def test_a_subclass_overriding_one_file_methods_sees_every_file(tmp_path: Path) -> None:
+    """Counting backends in tests (and anyone's wrapper) must not be bypassed."""
+
+    class Counting(LinuxBackend if sys.platform == "linux" else GenericBackend):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def hardlink(self, source: str, target: str) -> None:
+            self.seen.append(os.path.basename(target))
+            super().hardlink(source, target)
+
+    files = make_source(tmp_path / "src")
+    (tmp_path / "dst").mkdir()
+    backend = Counting()
+    assert backend.make_many(LinkMode.HARDLINK, str(tmp_path / "src"), str(tmp_path / "dst"), files) == (5, None)
+    assert backend.seen == list(NAMES)
+
+
+def test_symlink_mode_links_to_absolute_paths(tmp_path: Path) -> None:
+    files = make_source(tmp_path / "src")
+    (tmp_path / "dst").mkdir()
+    relative_source = os.path.relpath(tmp_path / "src")
+    done, error = LinuxBackend().make_many(LinkMode.SYMLINK, relative_source, str(tmp_path / "dst"), files[:1])
+    assert (done, error) == (1, None)
+    assert os.readlink(tmp_path / "dst" / "a.py") == str(tmp_path / "src" / "a.py")
