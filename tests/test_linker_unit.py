@@ -100,6 +100,7 @@ def test_auto_falls_back_once_and_sticks(tmp_path: Path, caplog: pytest.LogCaptu
     fallback_warnings = [w for w in caught if issubclass(w.category, LinkModeFallbackWarning)]
     assert len(fallback_warnings) == 1
     assert "set the mode explicitly" in str(fallback_warnings[0].message).lower()
+    assert fallback_warnings[0].filename == __file__  # points at the caller's link_tree line
     assert len([r for r in caplog.records if r.name == "linkprobe"]) == 1
     assert backend.failures["hardlink"] == 1  # sticky: not one failure per file
     assert stats.copied == 301
@@ -196,6 +197,7 @@ def test_symlink_failure_in_auto_materialises_file_once_warned(tmp_path: Path) -
         warnings.simplefilter("always")
         stats = linker.link_tree(source, tmp_path / "venv")
     assert sum(issubclass(w.category, LinkModeFallbackWarning) for w in caught) == 1
+    assert [w.filename for w in caught if issubclass(w.category, LinkModeFallbackWarning)] == [__file__]
     assert stats.symlinks == 0
     assert stats.copied == 42
     alias = tmp_path / "venv" / "bin" / "alias"

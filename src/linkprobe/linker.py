@@ -277,7 +277,8 @@ class Linker:
             "to silence this warning."
         )
         _log.warning("%s", message)
-        warnings.warn(LinkModeFallbackWarning(message), stacklevel=4)
+        # 5: _fall_back <- _recover <- _run_batch or _place <- link_tree or link <- the caller.
+        warnings.warn(LinkModeFallbackWarning(message), stacklevel=5)
 
     # -- doing -------------------------------------------------------------------------
 
@@ -524,6 +525,7 @@ class Linker:
             "Set the mode explicitly to make this an error instead."
         )
         _log.warning("%s", message)
+        # 5: _warn_symlink_once <- _copy_symlink <- _run_batch <- link_tree <- the caller.
         warnings.warn(LinkModeFallbackWarning(message), stacklevel=5)
 
 
