@@ -8,10 +8,14 @@ import os
 import stat
 import sys
 from collections.abc import Sequence
-from typing import Final
 
 from linkprobe.api import CREATE_FLAGS, KEPT_MODE_BITS, READ_FLAGS, Fill, LinkBackend, ManyResult, SourceHints
 from linkprobe.modes import LinkMode
+
+# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["FICLONE", "LinuxBackend"]
 
