@@ -171,3 +171,67 @@ def test_symlink_mode_links_to_absolute_paths(tmp_path: Path) -> None:
     done, error = LinuxBackend().make_many(LinkMode.SYMLINK, relative_source, str(tmp_path / "dst"), files[:1])
     assert (done, error) == (1, None)
     assert os.readlink(tmp_path / "dst" / "a.py") == str(tmp_path / "src" / "a.py")
+
+
+@linux_only
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+def test_a_stale_size_hint_still_copies_to_end_of_file(tmp_path: Path, backend: LinkBackend) -> None:
+    """The cache file grew (or was replaced) after the scan: every byte is still copied."""
+    files = make_source(tmp_path / "src")
+    stale = [(name, hints._replace(size=100)) for name, hints in files]
+    (tmp_path / "dst").mkdir()
+    assert backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(tmp_path / "dst"), stale) == (5, None)
+    for name in NAMES:
+        assert (tmp_path / "dst" / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
+
+
+@linux_only
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+def test_a_name_swapped_for_a_symlink_after_the_scan_is_never_followed(tmp_path: Path, backend: LinkBackend) -> None:
+    files = make_source(tmp_path / "src")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not yours\n")
+    secret.chmod(0o600)
+    os.unlink(tmp_path / "src" / "a.py")
+    os.symlink(secret, tmp_path / "src" / "a.py")  # after the scan: the hints say 0o644 regular file
+    source, target = str(tmp_path / "src"), tmp_path / "dst"
+    target.mkdir()
+
+    done, error = backend.make_many(LinkMode.COPY, source, str(target), files[:1])
+    assert done == 0
+    assert isinstance(error, OSError)
+    assert error.errno == errno.ELOOP
+    assert not os.path.lexists(target / "a.py")
+
+    assert backend.make_many(LinkMode.HARDLINK, source, str(target), files[:1]) == (1, None)
+    assert (target / "a.py").is_symlink()  # the symlink itself, as link(2) does
+    assert (target / "a.py").lstat().st_ino != secret.stat().st_ino
+
+
+@linux_only
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+def test_an_error_at_close_is_a_failure_and_removes_the_file(
+    tmp_path: Path, backend: LinkBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS may report ENOSPC or EDQUOT only when the file is closed."""
+    files = make_source(tmp_path / "src")
+    target = tmp_path / "dst"
+    target.mkdir()
+    real_close = os.close
+
+    def close(fd: int) -> None:
+        try:
+            name = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            name = ""
+        real_close(fd)
+        if name == str(target / "b.bin"):
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(os, "close", close)
+    done, error = backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+    monkeypatch.undo()
+    assert done == NAMES.index("b.bin")
+    assert isinstance(error, OSError)
+    assert error.errno == errno.EDQUOT
+    assert sorted(os.listdir(target)) == ["a.py"]

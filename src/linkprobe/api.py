@@ -150,7 +150,9 @@ class LinkBackend(ABC):
 
         The one shape of copy and of fd-based clones (FICLONE, FSCTL_DUPLICATE_EXTENTS).
         """
-        source_fd = os.open(source, READ_FLAGS)
+        # With hints, the caller saw a regular file and its mode bits are what the new file
+        # gets: a name swapped for a symlink since then must fail (ELOOP), not be followed.
+        source_fd = os.open(source, READ_FLAGS if hints is None else READ_FLAGS | _O_NOFOLLOW)
         try:
             if hints is None:
                 info = os.fstat(source_fd)
@@ -162,7 +164,11 @@ class LinkBackend(ABC):
                 os.close(target_fd)
                 remove_quietly(target)
                 raise
-            os.close(target_fd)
+            try:
+                os.close(target_fd)  # NFS reports ENOSPC and EDQUOT at close() at the latest
+            except OSError:
+                remove_quietly(target)
+                raise
         finally:
             os.close(source_fd)
 

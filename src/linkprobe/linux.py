@@ -30,6 +30,8 @@ _COPY_RANGE_UNUSABLE: Final[frozenset[int]] = frozenset(
 )
 
 
+_O_NOFOLLOW: Final[int] = getattr(os, "O_NOFOLLOW", 0)
+
 #: Directory descriptors for make_many: O_PATH needs no read permission on the directory.
 _DIRECTORY_FLAGS: Final[int] = (
     getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -129,9 +131,10 @@ def _copy_file_range(source_fd: int, target_fd: int, size: int) -> int | None:
     copied = 0
     while True:
         try:
-            # Ask for more than the expected size so a file that grew is still copied to
-            # its end; 0 returned means end of file.
-            step = _copy_range(source_fd, target_fd, size - copied + _COPY_STEP)
+            # Ask for more than the expected size, and never for 0 bytes, so a file that
+            # grew since ``size`` was read is still copied to its end: only 0 returned
+            # for a real request means end of file.
+            step = _copy_range(source_fd, target_fd, max(size - copied, 0) + _COPY_STEP)
         except OSError as exc:
             if copied == 0 and exc.errno in _COPY_RANGE_UNUSABLE:
                 return None
@@ -164,7 +167,10 @@ def _link_many(source_fd: int, target_fd: int, files: Sequence[tuple[str, Source
     for index in range(start, len(files)):
         name = files[index][0]
         try:
-            os.link(name, name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
+            # follow_symlinks=False: linkat() without AT_SYMLINK_FOLLOW, as link(2) does. A
+            # name swapped for a symlink since the scan is linked as that symlink, never
+            # the file it points to (which may be somebody's secret).
+            os.link(name, name, src_dir_fd=source_fd, dst_dir_fd=target_fd, follow_symlinks=False)
         except OSError as exc:
             return index, exc
     return len(files), None
@@ -179,7 +185,9 @@ def _fill_many(
     for index in range(start, len(files)):
         name, hints = files[index]
         try:
-            source_fd = os.open(name, READ_FLAGS, dir_fd=source_dir_fd)
+            # O_NOFOLLOW: the scan saw a regular file, and its mode bits are what the copy
+            # gets; a name swapped for a symlink since then fails (ELOOP) instead.
+            source_fd = os.open(name, READ_FLAGS | _O_NOFOLLOW, dir_fd=source_dir_fd)
         except OSError as exc:
             return index, exc
         try:
@@ -201,7 +209,13 @@ def _fill_many(
                 if isinstance(exc, OSError):
                     return index, exc
                 raise
-            os.close(target_fd)
+            try:
+                # NFS reports ENOSPC and EDQUOT at close() at the latest.
+                os.close(target_fd)
+            except OSError as exc:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=target_dir_fd)
+                return index, exc
         finally:
             os.close(source_fd)
     return len(files), None

@@ -84,6 +84,10 @@ class WindowsBackend(LinkBackend):
         self.fill_new_file(source, target, self._duplicate_all, hints)
 
     def _duplicate_all(self, source_fd: int, target_fd: int, size: int) -> None:
+        # The size of the file opened now, not the caller's hint: a clone of a file that
+        # changed since must cover exactly its current bytes.
+        del size
+        size = os.fstat(source_fd).st_size
         # The destination must already be as large as the cloned range.
         os.ftruncate(target_fd, size)
         if size:
