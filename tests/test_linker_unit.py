@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import linkprobe
 from linkprobe import (
     Linker,
     LinkFailedError,
@@ -243,3 +244,19 @@ def test_threads_give_the_same_result(tmp_path: Path) -> None:
 )
 def test_failure_rule(mode: LinkMode, code: int, explicit: bool, action: FailureAction) -> None:
     assert on_failure(mode, code, explicit=explicit) is action
+
+
+def test_pnpms_clone_or_copy_in_the_environment_is_an_order_for_the_linker_and_select(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One filesystem: auto would hardlink; clone-or-copy means clone, else copy."""
+    source = make_tree(tmp_path, files=20)
+    expected = LinkMode.CLONE if linkprobe.probe(source, tmp_path, cache=False).supports("clone") else LinkMode.COPY
+    monkeypatch.setenv("pnpm_config_package_import_method", "Clone-Or-Copy")
+    assert linkprobe.select(source, tmp_path / "venv", env="pnpm_config_package_import_method") is expected
+    assert linkprobe.select(source, tmp_path / "venv", "clone-or-copy", env=None) is expected
+    linker = Linker(env="pnpm_config_package_import_method")
+    assert not linker.explicit
+    stats = linker.link_tree(source, tmp_path / "venv")
+    assert stats.count(expected) == stats.files == 21
+    assert linkprobe.parse_order("clone-or-copy") == (LinkMode.CLONE, LinkMode.COPY)

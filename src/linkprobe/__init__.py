@@ -13,7 +13,7 @@ from linkprobe.errors import (
     TargetNotDirectoryError,
     UnsupportedModeError,
 )
-from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode
+from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode, parse_order
 from linkprobe.probe import SCRATCH_PREFIX, clear_cache, probe, select
 from linkprobe.result import Probe, SideFacts, Status, Verdict
 
@@ -62,6 +62,7 @@ __all__ = [
     "__version__",
     "clear_cache",
     "parse_mode",
+    "parse_order",
     "probe",
     "select",
 ]

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from linkprobe.errors import InvalidModeError, LinkprobeError, NoUsableModeError, UnsupportedModeError
-from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_order
-from linkprobe.probe import probe, requested_mode
+from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode
+from linkprobe.probe import probe, requested_choice
 from linkprobe.result import Probe
 
 # typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
@@ -215,9 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.format == "env" and not _env_name_ok(args.env):
             return _fail(EXIT_USAGE, f"--format env needs a variable name without '=' or line breaks, got {args.env!r}")
         # pnpm's "clone-or-copy" names an order, not a mode: the user's own fallback rule.
-        word = args.mode if args.mode is not None else (os.environ.get(args.env) if args.env else None)
-        order = parse_order(word)
-        explicit_mode = None if order else requested_mode(args.mode, args.env or None, mode_source="--mode")
+        chosen = requested_choice(args.mode, args.env or None, mode_source="--mode")
+        explicit_mode = chosen if isinstance(chosen, LinkMode) else None
+        order = chosen if isinstance(chosen, tuple) else AUTO_ORDER
         explicit = explicit_mode is not None
         try:
             with _signals_as_exceptions():
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except _Terminated:
             return 128 + signal.SIGTERM
         try:
-            mode = result.require(explicit_mode, order=order or AUTO_ORDER)
+            mode = result.require(explicit_mode, order=order)
         except (UnsupportedModeError, NoUsableModeError) as exc:
             _emit(args.format, args.env, result, None, explicit, str(exc))
             return _fail(EXIT_NO_MODE, str(exc))

@@ -27,7 +27,7 @@ from linkprobe.errors import (
 )
 from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode
 from linkprobe.mounts import Mount, find_mount, mount_table
-from linkprobe.probe import SCRATCH_PREFIX, probe, requested_mode
+from linkprobe.probe import SCRATCH_PREFIX, probe, requested_choice
 from linkprobe.reasons import (
     MODE_UNSUPPORTED_ERRNOS,
     FailureAction,
@@ -168,7 +168,10 @@ class Linker:
         workers: int | None = None,
         backend: LinkBackend | None = None,
     ) -> None:
-        self._requested = requested_mode(mode, env)
+        chosen = requested_choice(mode, env)
+        if isinstance(chosen, tuple):  # an order word (pnpm's clone-or-copy) is the order to use
+            prefer = chosen
+        self._requested = chosen if isinstance(chosen, LinkMode) else None
         preferred = [parse_mode(item, source="prefer") for item in prefer]
         self._prefer: tuple[LinkMode, ...] = tuple(dict.fromkeys(m for m in preferred if m is not None))
         if not self._prefer:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from linkprobe.api import FileIdentity, LinkBackend, remove_quietly
 from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidPathError, TargetNotDirectoryError
-from linkprobe.modes import LinkMode, parse_mode
+from linkprobe.modes import LinkMode, parse_mode, parse_order
 from linkprobe.mounts import Mount, find_mount, mount_table, with_fuse_subtype
 from linkprobe.reasons import (
     ReasonContext,
@@ -36,6 +36,8 @@ __all__ = [
     "SCRATCH_PREFIX",
     "clear_cache",
     "probe",
+    "requested_choice",
+    "requested_mode",
     "select",
 ]
 
@@ -462,6 +464,25 @@ def requested_mode(
     return parse_mode(value, source=f"environment variable {env}")
 
 
+def requested_choice(
+    mode: LinkMode | str | None,
+    env: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    mode_source: str = "mode",
+) -> LinkMode | tuple[LinkMode, ...] | None:
+    """What was asked for: one mode (explicit), an order of modes (pnpm's
+    ``clone-or-copy``, see :func:`~linkprobe.modes.parse_order`), or None (auto).
+
+    ``mode`` wins over the environment variable ``env``, as in :func:`requested_mode`.
+    """
+    word = mode if mode is not None else ((os.environ if environ is None else environ).get(env) if env else None)
+    order = parse_order(word)
+    if order is not None:
+        return order
+    return requested_mode(mode, env, environ, mode_source=mode_source)
+
+
 def select(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
@@ -475,5 +496,7 @@ def select(
     else :class:`~linkprobe.UnsupportedModeError` — never another mode. Auto: the best
     working mode, else :class:`~linkprobe.NoUsableModeError`.
     """
-    chosen = requested_mode(mode, env)
+    chosen = requested_choice(mode, env)
+    if isinstance(chosen, tuple):  # an order word: its first working mode
+        return probe(source, target).require(None, order=chosen)
     return probe(source, target).require(chosen)
