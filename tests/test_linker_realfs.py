@@ -18,6 +18,7 @@ import random
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -837,3 +838,28 @@ def test_each_pair_falls_back_and_warns_once(mounts: ScratchMounts) -> None:
         (LinkMode.HARDLINK, LinkMode.COPY, errno.EPERM)
     ] * 2
     assert linker.fallbacks[0].source_mount != linker.fallbacks[1].source_mount
+
+
+def _set_default_acl(directory: Path, user: int, group: int, other: int) -> None:
+    """setfacl -d -m u::U,g::G,o::O DIR, through the xattr (acl(5): version 2, then
+    (tag, perm, id) entries; ACL_USER_OBJ 0x01, ACL_GROUP_OBJ 0x04, ACL_OTHER 0x20)."""
+    undefined = 0xFFFF_FFFF
+    entries = ((0x01, user), (0x04, group), (0x20, other))
+    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, undefined) for tag, perm in entries)
+    os.setxattr(directory, "system.posix_acl_default", value)
+
+
+def test_a_default_acl_in_the_target_does_not_strip_the_executable_bit(mounts: ScratchMounts) -> None:
+    """acl(5): a default ACL replaces the umask for new files, so the umask read once per
+    tree says nothing there; link_tree must keep the bits as link() does."""
+    base = mounts.ext4()
+    tree = make_site_packages(base / "cache", seed=44)
+    target = base / "venv"
+    target.mkdir()
+    _set_default_acl(target, user=6, group=4, other=4)  # rw-, r--, r--: no x for anyone
+    stats = Linker("copy", env=None).link_tree(tree.root, target / "lib")
+    assert stats.copied == len(tree.files)
+    check_tree(tree, target / "lib", LinkMode.COPY)  # every permission bit, 0o755 tool included
+    single = target / "single-tool"
+    Linker("copy", env=None).link(tree.root / tree.executable, single)
+    assert stat.S_IMODE(single.stat().st_mode) == 0o755

@@ -195,6 +195,13 @@ class LinkBackend(ABC):
             raise
         return target_fd
 
+    def has_default_acl(self, directory: str) -> bool:
+        """Whether new files in ``directory`` take their permission bits from a default
+        ACL instead of the umask; then a known umask says nothing about them. Only asked
+        when :meth:`umask` is known, so the base class (which knows no umask) says no."""
+        del directory
+        return False
+
     def umask(self) -> int | None:
         """The process umask if it can be read without changing it; None otherwise.
 

@@ -454,6 +454,8 @@ class Linker:
         """
         tally = _Tally()
         pair, source_dir, target_dir = batch.pair, batch.source_dir, batch.target_dir
+        if umask is not None and self._backend.has_default_acl(target_dir):
+            umask = None  # the ACL, not the umask, cuts the bits there: check every new file
         files: list[tuple[str, SourceHints]] = []
         try:
             for entry in batch.entries:

@@ -96,6 +96,18 @@ class LinuxBackend(LinkBackend):
         finally:
             os.close(source_fd)
 
+    def has_default_acl(self, directory: str) -> bool:
+        # acl(5): with a default ACL on the directory, the umask is not applied to new
+        # files; the ACL's entries cut the mode instead (e.g. the executable bit).
+        if sys.platform != "linux":  # keeps mypy --platform checks honest; never taken on Linux
+            return True
+        try:
+            return bool(os.getxattr(directory, "system.posix_acl_default"))
+        except OSError as exc:
+            # ENODATA: no default ACL; EOPNOTSUPP: no ACLs on this filesystem (tmpfs
+            # without them, exFAT). Anything else: cannot tell, so do not trust the umask.
+            return exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP)
+
     def umask(self) -> int | None:
         # /proc/self/status has "Umask:" since Linux 4.7; reading it changes nothing.
         try:
