@@ -52,11 +52,16 @@ class BlockingBackend(LinuxBackend):
     def __init__(self) -> None:
         self.release = threading.Event()
         self.blocked = threading.Event()
+        self.symlinks = 0
 
     def hardlink(self, source: str, target: str) -> None:
         super().hardlink(source, target)
         self.blocked.set()
         self.release.wait(30)
+
+    def symlink(self, source: str, target: str) -> None:
+        self.symlinks += 1
+        super().symlink(source, target)
 
 
 # -- pure rules -------------------------------------------------------------
@@ -146,6 +151,7 @@ def test_a_stuck_mode_times_out_and_the_thread_cleans_up_later(tmp_path: Path) -
         backend.release.set()
         _join_probe_threads()
     assert find_litter([source, target]) == []
+    assert backend.symlinks == 0  # abandoned: no attempt after the one that was stuck
 
 
 def test_a_timed_out_result_is_not_cached(tmp_path: Path) -> None:
@@ -158,10 +164,13 @@ def test_a_timed_out_result_is_not_cached(tmp_path: Path) -> None:
     finally:
         backend.release.set()
         _join_probe_threads()
-    # The thread finished later and cached its full answer; a timed-out one never is.
-    again = probe(source, target)
+    # Neither the timed-out result nor the abandoned thread's partial one was cached: the
+    # next probe runs afresh, with the backend unblocked, and attempts every mode.
+    again = probe(source, target, backend=backend)
     assert not again.timed_out
     assert again.verdict(LinkMode.HARDLINK).status is Status.SUPPORTED
+    assert again.verdict(LinkMode.SYMLINK).status is Status.SUPPORTED
+    assert backend.symlinks == 1
 
 
 # -- a real hung filesystem ---------------------------------------------------------

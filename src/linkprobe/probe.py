@@ -195,7 +195,11 @@ class _Attempts:
             pin = os.open(name, _PIN_FLAGS)
         except OSError:  # gone already, or a backend that makes no real files
             return
-        info = os.fstat(pin)
+        try:
+            info = os.fstat(pin)
+        except BaseException:
+            os.close(pin)
+            raise
         if (info.st_dev, info.st_ino) == identity:
             self.pins.append(pin)
         else:  # replaced already: the check before removal will leave it alone
@@ -268,6 +272,9 @@ class _Progress:
         self.result: Probe | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+        #: Set when the caller stopped waiting: make no further attempt, clean up as soon
+        #: as the call in progress returns.
+        self.abandoned = False
 
 
 def _verdict(mode: LinkMode, progress: _Progress, results: Mapping[LinkMode, int | None]) -> Verdict | None:
@@ -308,6 +315,8 @@ def _run(
             other_owner=existing and _is_other_owner(source_file or ""),
         )
         for mode in _ATTEMPT_ORDER:
+            if progress.abandoned:
+                break
             if source_file is None and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
                 continue
             results[mode] = attempts.attempt(
@@ -350,7 +359,7 @@ def _probe_now(
     result = _run(
         given_source, given_target, located_source, target_dir, backend or default_backend(), mounts(), progress
     )
-    if cache:
+    if cache and not progress.abandoned:  # an abandoned probe stopped early: not a whole answer
         with _cache_lock:
             _cache[key] = result
     return result
@@ -411,9 +420,10 @@ def probe(
 
     With ``timeout`` (seconds), the probe runs in a daemon thread and returns by then
     whatever happens: modes without an answer get :attr:`Status.TIMED_OUT`, auto then
-    answers copy and an explicit mode fails. The abandoned thread removes its scratch
-    files once the filesystem answers again (if the process still runs). A timed-out
-    result is not cached.
+    answers copy and an explicit mode fails. The abandoned thread makes no further attempt
+    and removes its scratch files as soon as the call it is blocked in returns, if the
+    process is still running then; a process that exits first leaves them (named
+    ``.linkprobe-…``). A timed-out result is not cached.
 
     :raises InvalidPathError: an empty path, a NUL byte, an unsearchable parent.
     :raises TargetNotDirectoryError: ``target`` exists and is not a directory.
@@ -440,7 +450,13 @@ def probe(
     # A thread, not a process: the hung call is a syscall that only the kernel can end,
     # and a daemon thread does not keep the interpreter from exiting.
     threading.Thread(target=work, name="linkprobe-probe", daemon=True).start()
-    if not progress.done.wait(timeout):
+    try:
+        finished = progress.done.wait(timeout)
+    except BaseException:  # KeyboardInterrupt while waiting: the thread stops early too
+        progress.abandoned = True
+        raise
+    if not finished:
+        progress.abandoned = True
         return _timed_out(given_source, given_target, progress, timeout, mounts)
     if progress.error is not None:
         raise progress.error
