@@ -54,6 +54,8 @@ def _help_formatter(prog: str) -> argparse.HelpFormatter:
     """
     try:
         columns = int(os.environ["COLUMNS"])
+        if columns <= 0:  # as shutil.get_terminal_size: not a width, ask the terminal
+            raise ValueError(columns)
     except (KeyError, ValueError):
         try:
             columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80

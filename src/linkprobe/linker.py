@@ -101,6 +101,13 @@ class _Pair:
     warned_symlinks: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def explain(self, mode: LinkMode, code: int) -> str:
+        """The reason ``mode`` failed with ``code`` for a file of this pair. The probe may
+        have made ``mode`` work here already; then the words blame the file, not the
+        filesystem."""
+        context = ReasonContext(self.probe.source, self.probe.target, mode_worked=self.probe.supports(mode))
+        return explain_failure(mode, code, context)
+
 
 @dataclass
 class _Batch:
@@ -268,8 +275,7 @@ class Linker:
             usable = [mode for mode in later if pair.probe.supports(mode)] or [
                 mode for mode in later if mode is LinkMode.COPY
             ]
-            context = ReasonContext(pair.probe.source, pair.probe.target, mode_worked=pair.probe.supports(failed))
-            reason = explain_failure(failed, code, context)
+            reason = pair.explain(failed, code)
             if not usable:
                 raise LinkFailedError(failed, source, target, code, f"{reason}; no other mode left to fall back to")
             pair.mode = usable[0]
@@ -317,8 +323,7 @@ class Linker:
         if action is FailureAction.COPY_FILE:
             self._backend.copy(source, target, hints)
             return LinkMode.COPY
-        context = ReasonContext(pair.probe.source, pair.probe.target, mode_worked=pair.probe.supports(mode))
-        reason = explain_failure(mode, code, context)
+        reason = pair.explain(mode, code)
         if pair.explicit and code in MODE_UNSUPPORTED_ERRNOS:
             raise UnsupportedModeError(mode, source, target, code, reason) from exc
         raise LinkFailedError(mode, source, target, code, reason) from exc
@@ -504,7 +509,7 @@ class Linker:
             self._replace_atomically(source_path, target_path, lambda temporary: self._symlink(text, temporary))
         except OSError as exc:
             code = errno_of(exc)
-            reason = explain_failure(LinkMode.SYMLINK, code, ReasonContext(pair.probe.source, pair.probe.target))
+            reason = pair.explain(LinkMode.SYMLINK, code)
             if pair.explicit or on_failure(LinkMode.SYMLINK, code, explicit=False) is not FailureAction.FALL_BACK:
                 raise LinkFailedError(LinkMode.SYMLINK, source_path, target_path, code, reason) from exc
             # Auto, and the target cannot hold symlinks (exFAT): materialise what the link

@@ -130,10 +130,14 @@ def _side_facts(given: str, probed: str, mounts: list[Mount]) -> SideFacts:
     mount = find_mount(probed, mounts)
     if mount is not None:
         mount = with_fuse_subtype(mount)
+    return _facts(given, probed, info.st_dev, mount)
+
+
+def _facts(given: str, probed: str, st_dev: int | None, mount: Mount | None) -> SideFacts:
     return SideFacts(
         given=given,
         probed=probed,
-        st_dev=info.st_dev,
+        st_dev=st_dev,
         mount_point=mount.mount_point if mount else None,
         fstype=mount.fstype if mount else None,
         mount_device=mount.device if mount else None,
@@ -373,16 +377,7 @@ def _unanswered_side(given: str, mounts: Callable[[], list[Mount]]) -> SideFacts
         mount = find_mount(probed, mounts())
     except OSError:
         mount = None
-    return SideFacts(
-        given=given,
-        probed=probed,
-        st_dev=None,
-        mount_point=mount.mount_point if mount else None,
-        fstype=mount.fstype if mount else None,
-        mount_device=mount.device if mount else None,
-        mount_id=mount.mount_id if mount else None,
-        read_only=mount.read_only if mount else False,
-    )
+    return _facts(given, probed, None, mount)
 
 
 def _timed_out(
