@@ -144,35 +144,46 @@ class LinkBackend(ABC):
             while view:
                 view = view[os.write(target_fd, view) :]
 
-    def fill_new_file(self, source: str, target: str, fill: Fill, hints: SourceHints | None = None) -> None:
+    def fill_new_file(
+        self,
+        source: str,
+        target: str,
+        fill: Fill,
+        hints: SourceHints | None = None,
+        *,
+        source_dir_fd: int | None = None,
+        target_dir_fd: int | None = None,
+    ) -> None:
         """Create ``target`` exclusively with ``source``'s permission bits and let ``fill``
         write its content; if anything fails, ``target`` is removed again.
 
-        The one shape of copy and of fd-based clones (FICLONE, FSCTL_DUPLICATE_EXTENTS).
+        The one shape of copy and of fd-based clones (FICLONE, FSCTL_DUPLICATE_EXTENTS),
+        for whole paths or (``make_many``'s fast path) names relative to directory fds.
         """
         # With hints, the caller saw a regular file and its mode bits are what the new file
         # gets: a name swapped for a symlink since then must fail (ELOOP), not be followed.
-        source_fd = os.open(source, READ_FLAGS if hints is None else READ_FLAGS | _O_NOFOLLOW)
+        flags = READ_FLAGS if hints is None else READ_FLAGS | _O_NOFOLLOW
+        source_fd = os.open(source, flags, dir_fd=source_dir_fd)
         try:
             if hints is None:
                 info = os.fstat(source_fd)
                 hints = SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size)
-            target_fd = self.create_like(hints.mode, target, hints.umask)
+            target_fd = self.create_like(hints.mode, target, hints.umask, dir_fd=target_dir_fd)
             try:
                 fill(source_fd, target_fd, hints.size)
             except BaseException:
                 os.close(target_fd)
-                remove_quietly(target)
+                remove_quietly(target, dir_fd=target_dir_fd)
                 raise
             try:
                 os.close(target_fd)  # NFS reports ENOSPC and EDQUOT at close() at the latest
             except OSError:
-                remove_quietly(target)
+                remove_quietly(target, dir_fd=target_dir_fd)
                 raise
         finally:
             os.close(source_fd)
 
-    def create_like(self, mode: int, target: str, umask: int | None = None) -> int:
+    def create_like(self, mode: int, target: str, umask: int | None = None, *, dir_fd: int | None = None) -> int:
         """Create ``target`` exclusively with permission bits ``mode``; return its fd.
 
         open() applies the umask, and the source's bits (the executable bit above all)
@@ -182,7 +193,7 @@ class LinkBackend(ABC):
         default ACL on the directory replaces the umask for new files; a caller that
         passes ``umask`` accepts the umask's rule (cp does the same).
         """
-        target_fd = os.open(target, CREATE_FLAGS, mode)
+        target_fd = os.open(target, CREATE_FLAGS, mode, dir_fd=dir_fd)
         try:
             if umask is None:
                 umask = KEPT_MODE_BITS & ~stat.S_IMODE(os.fstat(target_fd).st_mode)
@@ -191,7 +202,7 @@ class LinkBackend(ABC):
                 os.fchmod(target_fd, mode)
         except BaseException:
             os.close(target_fd)
-            remove_quietly(target)
+            remove_quietly(target, dir_fd=dir_fd)
             raise
         return target_fd
 
@@ -243,10 +254,10 @@ class LinkBackend(ABC):
         return remove_quietly(path)
 
 
-def remove_quietly(path: str) -> bool:
+def remove_quietly(path: str, *, dir_fd: int | None = None) -> bool:
     """Unlink ``path``; a name that is already gone is not an error."""
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     return True

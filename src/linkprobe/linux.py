@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import stat
 import sys
 from collections.abc import Sequence
 
-from linkprobe.api import CREATE_FLAGS, KEPT_MODE_BITS, READ_FLAGS, Fill, LinkBackend, ManyResult, SourceHints
+from linkprobe.api import Fill, LinkBackend, ManyResult, SourceHints
 from linkprobe.modes import LinkMode
 
 # typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
@@ -29,8 +27,6 @@ _COPY_RANGE_UNUSABLE: Final[frozenset[int]] = frozenset(
     {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF, errno.EPERM}
 )
 
-
-_O_NOFOLLOW: Final[int] = getattr(os, "O_NOFOLLOW", 0)
 
 #: Directory descriptors for make_many: O_PATH needs no read permission on the directory.
 _DIRECTORY_FLAGS: Final[int] = (
@@ -71,8 +67,9 @@ class LinuxBackend(LinkBackend):
         start: int = 0,
     ) -> ManyResult:
         """The same as the base class, relative to two directory descriptors: one path
-        lookup per directory instead of one per name, and no Python call per file between
-        the Linker and the system calls (link_tree's hot path; docs/benchmarks.md)."""
+        lookup per directory instead of one per name, and for hardlinks no Python call per
+        file at all (link_tree's hot path; docs/benchmarks.md). Copies and clones go
+        through the same fill_new_file as one file does."""
         methods = _FAST_PATH_METHODS.get(mode)
         cls = type(self)
         if methods is None or any(getattr(cls, name) is not getattr(LinuxBackend, name) for name in methods):
@@ -90,7 +87,7 @@ class LinuxBackend(LinkBackend):
                 if mode is LinkMode.HARDLINK:
                     return _link_many(source_fd, target_fd, files, start)
                 fill = _ficlone if mode is LinkMode.CLONE else self.copy_data
-                return _fill_many(source_fd, target_fd, files, start, fill)
+                return _fill_many(self, source_fd, target_fd, files, start, fill)
             finally:
                 os.close(target_fd)
         finally:
@@ -189,45 +186,18 @@ def _link_many(source_fd: int, target_fd: int, files: Sequence[tuple[str, Source
 
 
 def _fill_many(
-    source_dir_fd: int, target_dir_fd: int, files: Sequence[tuple[str, SourceHints]], start: int, fill: Fill
+    backend: LinkBackend,
+    source_dir_fd: int,
+    target_dir_fd: int,
+    files: Sequence[tuple[str, SourceHints]],
+    start: int,
+    fill: Fill,
 ) -> ManyResult:
     """LinkBackend.fill_new_file for many names, relative to two directory descriptors."""
-    if sys.platform == "win32":  # keeps mypy --platform win32 honest; never taken on Linux
-        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
     for index in range(start, len(files)):
         name, hints = files[index]
         try:
-            # O_NOFOLLOW: the scan saw a regular file, and its mode bits are what the copy
-            # gets; a name swapped for a symlink since then fails (ELOOP) instead.
-            source_fd = os.open(name, READ_FLAGS | _O_NOFOLLOW, dir_fd=source_dir_fd)
+            backend.fill_new_file(name, name, fill, hints, source_dir_fd=source_dir_fd, target_dir_fd=target_dir_fd)
         except OSError as exc:
             return index, exc
-        try:
-            try:
-                target_fd = os.open(name, CREATE_FLAGS, hints.mode, dir_fd=target_dir_fd)
-            except OSError as exc:
-                return index, exc
-            try:
-                umask = hints.umask
-                if umask is None:  # as in LinkBackend.create_like
-                    umask = KEPT_MODE_BITS & ~stat.S_IMODE(os.fstat(target_fd).st_mode)
-                if hints.mode & umask:
-                    os.fchmod(target_fd, hints.mode)
-                fill(source_fd, target_fd, hints.size)
-            except BaseException as exc:
-                os.close(target_fd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=target_dir_fd)
-                if isinstance(exc, OSError):
-                    return index, exc
-                raise
-            try:
-                # NFS reports ENOSPC and EDQUOT at close() at the latest.
-                os.close(target_fd)
-            except OSError as exc:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=target_dir_fd)
-                return index, exc
-        finally:
-            os.close(source_fd)
     return len(files), None
