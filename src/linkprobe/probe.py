@@ -459,6 +459,17 @@ def probe(
     return progress.result
 
 
+def _requested_word(
+    mode: LinkMode | str | None, env: str | None, environ: Mapping[str, str] | None, mode_source: str
+) -> tuple[LinkMode | str | None, str]:
+    """The word that was asked for and where it came from: ``mode``, else the variable ``env``."""
+    if mode is not None:
+        return mode, mode_source
+    if not env:
+        return None, mode_source
+    return (os.environ if environ is None else environ).get(env), f"environment variable {env}"
+
+
 def requested_mode(
     mode: LinkMode | str | None,
     env: str | None,
@@ -467,12 +478,8 @@ def requested_mode(
     mode_source: str = "mode",
 ) -> LinkMode | None:
     """The explicit mode: ``mode`` itself, or else the environment variable ``env``."""
-    if mode is not None:
-        return parse_mode(mode, source=mode_source)
-    if not env:
-        return None
-    value = (os.environ if environ is None else environ).get(env)
-    return parse_mode(value, source=f"environment variable {env}")
+    word, source = _requested_word(mode, env, environ, mode_source)
+    return parse_mode(word, source=source)
 
 
 def requested_choice(
@@ -487,11 +494,8 @@ def requested_choice(
 
     ``mode`` wins over the environment variable ``env``, as in :func:`requested_mode`.
     """
-    word = mode if mode is not None else ((os.environ if environ is None else environ).get(env) if env else None)
-    order = parse_order(word)
-    if order is not None:
-        return order
-    return requested_mode(mode, env, environ, mode_source=mode_source)
+    word, source = _requested_word(mode, env, environ, mode_source)
+    return parse_order(word) or parse_mode(word, source=source)
 
 
 def select(
