@@ -42,6 +42,9 @@ ENV = "LINKPROBE_MODE"
 SIGNAL_SEED = int(os.environ.get("LINKPROBE_SIGNAL_SEED", "20261125"))
 CLEAN_EXITS = {0, 1, 2}
 TRACEBACK = "Traceback (most recent call last)"
+#: Python 3.13 reports a Ctrl-C during ``import site`` as this fatal error, with no
+#: traceback (seen in CI: "KeyboardInterrupt ... <no Python frame>"), exit status 1.
+START_UP_FATAL = "Fatal Python error: init_import_site"
 #: The module, not the function that ``linkprobe.probe`` names once the package is imported.
 probe_module = importlib.import_module("linkprobe.probe")
 
@@ -178,9 +181,10 @@ def _start_up_traceback(stderr: str) -> bool:
     ``linkprobe/__main__.py``, which catches KeyboardInterrupt: a traceback through it fails.
     """
     frames = re.findall(r'File "([^"]+)", line \d+, in ', stderr)
-    return stderr.rstrip().endswith("KeyboardInterrupt") and not any(
-        path.endswith(os.path.join("linkprobe", "__main__.py")) for path in frames
-    )
+    # The exception line itself: Python 3.13 may add a note after it (interrupted while
+    # creating an enum class: "Error calling __set_name__ on '_proto_member' ...").
+    interrupted = re.search(r"^KeyboardInterrupt$", stderr, re.MULTILINE) is not None
+    return interrupted and not any(path.endswith(os.path.join("linkprobe", "__main__.py")) for path in frames)
 
 
 Outcome = str
@@ -188,7 +192,7 @@ Outcome = str
 
 def _classify(returncode: int, stdout: str, stderr: str, sig: int) -> Outcome:
     """What one signalled run did; raises AssertionError for anything not allowed."""
-    if TRACEBACK in stderr:
+    if TRACEBACK in stderr or START_UP_FATAL in stderr:
         assert sig == signal.SIGINT, stderr
         # -SIGINT: uncaught KeyboardInterrupt; 1: "Fatal Python error: init_import_site".
         assert returncode in (-signal.SIGINT, 1), (returncode, stderr)
