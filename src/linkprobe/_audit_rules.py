@@ -1,5 +1,5 @@
 """The audit's pure rules: what one entry under TARGET is, what linking would save, and
-whether an expectation holds. No I/O: the walk in :mod:`linkprobe.audit` gathers the facts."""
+whether an expectation holds. No I/O: the walk in :mod:`linkprobe.auditing` gathers the facts."""
 
 from __future__ import annotations
 
