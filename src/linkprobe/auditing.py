@@ -62,6 +62,10 @@ SAMPLE_BYTES: Final[int] = 4096
 #: Cache files of the same size (in another place) compared per copy: a content-addressed
 #: store (pnpm's) names files by hash, so no file there is in the same place.
 SIZE_CANDIDATES: Final[int] = 3
+#: Smaller copies are held twice only by place (same parent name, name, size), never by
+#: size and content alone: an installer writes its own marker files (uv's CACHEDIR.TAG and
+#: ``.gitignore`` in both the cache and the venv), which say nothing about linking.
+SIZE_MATCH_MIN_BYTES: Final[int] = 1024
 #: Entries between two progress calls.
 PROGRESS_EVERY: Final[int] = 1000
 
@@ -258,6 +262,8 @@ class _SourceIndex:
         if size == 0:
             return
         self.by_place.add((parent, name, size))
+        if size < SIZE_MATCH_MIN_BYTES:
+            return
         same_size = self.by_size.get(size)
         if same_size is None:
             self.by_size[size] = [os.path.join(directory, name)]
@@ -419,7 +425,7 @@ class _Audit:
         index = self.index
         if (parent, name, size) in index.by_place:
             return True
-        candidates = index.by_size.get(size)
+        candidates = index.by_size.get(size) if size >= SIZE_MATCH_MIN_BYTES else None
         if not candidates:
             return False
         try:
