@@ -239,8 +239,8 @@ def test_without_a_block_map_clones_are_unknown_where_clone_works(
 ) -> None:
     (tmp_path / "s").mkdir()
     (tmp_path / "t").mkdir()
-    (tmp_path / "s" / "a").write_bytes(b"a" * 100)
-    (tmp_path / "t" / "a").write_bytes(b"a" * 100)
+    (tmp_path / "s" / "a").write_bytes(b"a" * 2000)
+    (tmp_path / "t" / "a").write_bytes(b"a" * 2000)  # held twice: same size and content
     monkeypatch.setattr(auditing_module, "fd_extent_bytes", lambda fd, path, info: None)
     job = auditing_module._Audit(str(tmp_path / "s"), str(tmp_path / "t"), None)
     job.build_index()
