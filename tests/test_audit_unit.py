@@ -20,6 +20,7 @@ from linkprobe._audit_rules import (
     OTHER_REASONS,
     classify_file,
     classify_symlink,
+    clone_possible,
     not_as_expected,
     savable_bytes,
 )
@@ -43,7 +44,7 @@ from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 
 @pytest.mark.parametrize(
-    ("size", "same_inode", "extent", "clone_works", "expected"),
+    ("size", "same_inode", "extent", "clone_possible", "expected"),
     [
         (10, True, None, False, ("hardlink", None)),
         (0, True, None, False, ("hardlink", None)),  # the inode proves the link, empty or not
@@ -59,9 +60,28 @@ from linkprobe.result import Probe, SideFacts, Status, Verdict
     ],
 )
 def test_classify_file(
-    size: int, same_inode: bool, extent: ExtentBytes | None, clone_works: bool, expected: tuple[str, str | None]
+    size: int, same_inode: bool, extent: ExtentBytes | None, clone_possible: bool, expected: tuple[str, str | None]
 ) -> None:
-    assert classify_file(size=size, same_inode=same_inode, extent=extent, clone_works=clone_works) == expected
+    assert classify_file(size=size, same_inode=same_inode, extent=extent, clone_possible=clone_possible) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "possible"),
+    [
+        (Status.SUPPORTED, None, True),
+        (Status.UNSUPPORTED, errno.EXDEV, False),  # another filesystem
+        (Status.UNSUPPORTED, errno.EOPNOTSUPP, False),  # ext4, tmpfs
+        (Status.UNSUPPORTED, errno.EINVAL, False),
+        (Status.UNSUPPORTED, errno.EACCES, True),  # the probe may not write: the files may be clones
+        (Status.UNSUPPORTED, errno.EROFS, True),
+        (Status.NOT_PROBED, errno.EROFS, True),
+        (Status.TIMED_OUT, errno.ETIMEDOUT, True),
+    ],
+)
+def test_clone_possible_only_ruled_out_by_what_the_filesystem_cannot(
+    status: Status, code: int | None, possible: bool
+) -> None:
+    assert clone_possible(Verdict(LinkMode.CLONE, status, "why", code)) is possible
 
 
 @pytest.mark.parametrize(
@@ -234,21 +254,23 @@ def test_macos_permission_error_is_raised() -> None:
 # -- an OS that cannot tell clones: counted as other, with the reason ---------------------------
 
 
-def test_without_a_block_map_clones_are_unknown_where_clone_works(
+def test_without_a_block_map_clones_are_unknown_where_clone_possible(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (tmp_path / "s").mkdir()
     (tmp_path / "t").mkdir()
     (tmp_path / "s" / "a").write_bytes(b"a" * 2000)
     (tmp_path / "t" / "a").write_bytes(b"a" * 2000)  # held twice: same size and content
+    monkeypatch.setattr(auditing_module, "_LINUX", False)
     monkeypatch.setattr(auditing_module, "fd_extent_bytes", lambda fd, path, info: None)
     job = auditing_module._Audit(str(tmp_path / "s"), str(tmp_path / "t"), None)
     job.build_index()
-    job.audit_target(clone_works=True)
+    job.audit_target(clone_possible=True)
     assert job.reasons["clones-unknown"].files == 1
+    assert job.duplicated_files == 0  # not known to be a copy
     job = auditing_module._Audit(str(tmp_path / "s"), str(tmp_path / "t"), None)
     job.build_index()
-    job.audit_target(clone_works=False)
+    job.audit_target(clone_possible=False)
     assert job.kinds["copy"].files == 1
     assert job.duplicated_files == 1
 
@@ -370,8 +392,11 @@ def test_progress_waits_then_overwrites_one_line() -> None:
 def test_progress_callback_of_the_library(tmp_path: Path) -> None:
     (tmp_path / "s").mkdir()
     (tmp_path / "t").mkdir()
-    for index in range(2500):
-        (tmp_path / "t" / f"f{index}").touch()
+    for index in range(2500):  # five directories of 500
+        if index % 500 == 0:
+            (tmp_path / "t" / f"d{index}").mkdir()
+        (tmp_path / "t" / f"d{index - index % 500}" / f"f{index}").touch()
     calls: list[tuple[str, int]] = []
     audit(tmp_path / "s", tmp_path / "t", progress=lambda phase, count: calls.append((phase, count)))
-    assert calls == [("index", 0), ("walk", 1000), ("walk", 2000), ("walk", 2500)]
+    # After each directory, at most every PROGRESS_EVERY entries, and at the end of a phase.
+    assert calls == [("index", 0), ("walk", 1005), ("walk", 2005), ("walk", 2505)]
