@@ -1,0 +1,64 @@
+"""The ``linkprobe audit`` examples in the docs are real output: each one is run here.
+
+A block marked ``<!-- audit-example: FS -->`` is run in a fresh directory on that filesystem
+holding the cache the user guide describes; its ``$ cp`` lines run as they are, its
+``$ linkprobe`` lines run the command, and what they print must be the block's text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _mounts import ScratchMounts
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+_EXAMPLE = re.compile(r"<!-- audit-example: (\w+) -->\n```console\n(.*?)```", re.DOTALL)
+
+
+def examples() -> list[tuple[str, str, str]]:
+    found = []
+    for page in ("user-guide.md", "cli.md"):
+        for index, match in enumerate(_EXAMPLE.finditer((DOCS / page).read_text())):
+            found.append((f"{page}-{index}", match.group(1), match.group(2)))
+    return found
+
+
+def make_cache(top: Path) -> None:
+    """The cache of the user guide's examples."""
+    (top / "cache" / "pkg").mkdir(parents=True)
+    (top / "cache" / "pkg" / "core.py").write_bytes(b"#" * 52_000)
+    (top / "cache" / "pkg" / "util.py").write_bytes(b"u" * 9_000)
+    (top / "cache" / "pkg" / "py.typed").write_bytes(b"partial\n")
+    (top / "cache" / "pkg" / "__init__.py").write_bytes(b"")
+
+
+def replay(block: str, cwd: Path) -> str:
+    """Run each ``$`` line of ``block``; return the block as it would be written now."""
+    written = []
+    for line in block.splitlines():
+        if not line.startswith("$ "):
+            continue
+        argv = shlex.split(line[2:])
+        if argv[0] == "linkprobe":
+            argv = [sys.executable, "-m", "linkprobe", *argv[1:]]
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=60)
+        written.append(line)
+        written.extend((result.stdout + result.stderr).splitlines())
+    return "\n".join(written) + "\n"
+
+
+def test_there_are_examples() -> None:
+    assert {filesystem for _, filesystem, _ in examples()} == {"ext4", "btrfs"}
+
+
+@pytest.mark.realfs
+@pytest.mark.parametrize(("name", "filesystem", "block"), examples(), ids=[e[0] for e in examples()])
+def test_example_is_real_output(name: str, filesystem: str, block: str, mounts: ScratchMounts) -> None:
+    top = mounts.ext4() if filesystem == "ext4" else mounts.btrfs("a")
+    make_cache(top)
+    assert replay(block, top) == block
