@@ -7,6 +7,7 @@ holding the cache the user guide describes; its ``$ cp`` lines run as they are, 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -62,3 +63,28 @@ def test_example_is_real_output(name: str, filesystem: str, block: str, mounts: 
     top = mounts.ext4() if filesystem == "ext4" else mounts.btrfs("a")
     make_cache(top)
     assert replay(block, top) == block
+
+
+@pytest.mark.realfs
+def test_json_example_is_real_output(mounts: ScratchMounts) -> None:
+    """docs/cli.md's JSON document, but for the ``probe`` value (absolute paths), which the
+    page cuts out and says so."""
+    block = re.search(r"<!-- audit-json-example -->\n```json\n(.*?)```", (DOCS / "cli.md").read_text(), re.DOTALL)
+    assert block is not None
+    top = mounts.ext4()
+    make_cache(top)
+    subprocess.run(["cp", "-r", "cache", "venv"], cwd=top, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "linkprobe", "audit", "--format", "json", "cache", "venv"],
+        cwd=top,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document.pop("probe")["best"] == "hardlink"
+    shown = json.loads(block.group(1))
+    assert shown.pop("probe") == {}
+    assert shown == document
+    assert json.dumps(shown, indent=2) == block.group(1).rstrip().replace(',\n  "probe": {}', "")
