@@ -1,0 +1,84 @@
+"""docs/ci.md's way to install linkprobe before it is published, run into fresh venvs.
+
+Needs PyPI (pip builds with hatchling in an isolated environment and fetches psutil and
+typing-extensions), as `bash .ci/run` does when it installs the project.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parents[1]
+_DOCS = _ROOT / "docs" / "ci.md"
+
+
+def install_lines() -> list[str]:
+    match = re.search(r"<!-- recipe: install-unpublished -->\n```sh\n(.*?)\n```\n", _DOCS.read_text(), re.DOTALL)
+    assert match, f"no install-unpublished recipe in {_DOCS}"
+    return textwrap.dedent(match[1]).splitlines()
+
+
+def checkout(where: Path) -> Path:
+    """The project's tracked files, as a fresh clone has them (no build output, no caches)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=_ROOT, capture_output=True, check=True).stdout
+    for name in listed.decode().split("\0"):
+        if name and (_ROOT / name).is_file():
+            (where / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(_ROOT / name, where / name)
+    return where
+
+
+def fresh_venv(where: Path) -> dict[str, str]:
+    subprocess.run([sys.executable, "-m", "venv", where], check=True)
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return {**env, "PATH": f"{where / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}", "VIRTUAL_ENV": str(where)}
+
+
+def sh(line: str, env: dict[str, str], cwd: Path) -> None:
+    done = subprocess.run(["bash", "-e", "-c", line], env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"$ {line}\n{done.stdout}{done.stderr}"
+
+
+def venv_python(code: str, env: dict[str, str], cwd: Path) -> str:
+    return subprocess.run(["python", "-c", code], env=env, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def assert_installed(env: dict[str, str], cwd: Path) -> None:
+    """``linkprobe`` and ``python -m linkprobe`` run from the venv, not from this checkout."""
+    import linkprobe
+
+    for argv in (["linkprobe", "--version"], ["python", "-m", "linkprobe", "--version"]):
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+        assert (done.returncode, done.stdout) == (0, f"linkprobe {linkprobe.__version__}\n"), done.stderr
+    assert venv_python("import linkprobe; print(linkprobe.__file__)", env, cwd).startswith(env["VIRTUAL_ENV"])
+    # The installed metadata carries the license text (hatchling copies LICENSE into dist-info).
+    license_text = venv_python(
+        "from importlib.metadata import distribution; print(distribution('linkprobe').read_text('licenses/LICENSE'))",
+        env,
+        cwd,
+    )
+    assert license_text.startswith("MIT License\n"), license_text
+    assert "linkprobe developers" in license_text
+
+
+@pytest.mark.parametrize("lines", [slice(0, 1), slice(1, None)], ids=["from-checkout", "from-wheel"])
+def test_install_before_publication(lines: slice, tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    checkout(job / "linkprobe")
+    env = fresh_venv(tmp_path / "venv")
+    recipe = install_lines()
+    assert len(recipe) == 3, recipe
+    for line in recipe[lines]:
+        sh(line, env, job)
+    assert_installed(env, job)
+    if lines.start:
+        (wheel,) = (job / "dist").glob("linkprobe-*.whl")
+        assert wheel.name.endswith("-py3-none-any.whl")
