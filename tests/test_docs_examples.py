@@ -318,7 +318,7 @@ def _base_env(bin_dir: Path) -> dict[str, str]:
     return {
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
         "LC_ALL": "C.UTF-8",
-        "COLUMNS": "100",  # argparse's help width, when a page shows --help
+        "COLUMNS": "80",  # the width argparse wraps usage and help to; cli.md says "80 columns here"
         # Written in program order, as on a terminal, where stdout is line-buffered.
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
