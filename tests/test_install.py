@@ -1,4 +1,5 @@
-"""docs/ci.md's way to install linkprobe before it is published, run into fresh venvs.
+"""Installing linkprobe as the pages say, into fresh venvs: docs/ci.md's way before it is
+published (from a checkout, or a wheel), and the first line of README.md's quick start.
 
 Needs PyPI (pip builds with hatchling in an isolated environment and fetches psutil and
 typing-extensions), as `bash .ci/run` does when it installs the project.
@@ -82,3 +83,30 @@ def test_install_before_publication(lines: slice, tmp_path: Path) -> None:
     if lines.start:
         (wheel,) = (job / "dist").glob("linkprobe-*.whl")
         assert wheel.name.endswith("-py3-none-any.whl")
+
+
+def readme_quick_start() -> list[str]:
+    readme = (_ROOT / "README.md").read_text()
+    match = re.search(r"## Quick start on a fresh machine\n\n```\n(.*?)\n```\n", readme, re.DOTALL)
+    assert match, "no quick start in README.md"
+    return match[1].splitlines()
+
+
+def test_readme_quick_start_installs_and_probes_without_creating_the_target(tmp_path: Path) -> None:
+    """README's first quick-start line, in a fresh venv (the system python3 may refuse pip install)."""
+    install_and_probe, run_ci = readme_quick_start()
+    assert run_ci == "bash .ci/run"  # that one is CI itself
+    project = checkout(tmp_path / "linkprobe")
+    env = {**fresh_venv(tmp_path / "venv"), "HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    demo = Path(re.findall(r"(/tmp/\S+)/\.venv", install_and_probe)[0])
+    assert not demo.exists()
+    done = subprocess.run(
+        ["bash", "-e", "-c", install_and_probe], env=env, cwd=project, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # pip prints first; the probe's text starts at its "mode:" line.
+    assert re.search(r"^mode: (clone|hardlink|copy) \(auto\)$", done.stdout, re.MULTILINE), done.stdout
+    assert f"source: {tmp_path / 'home'}\n" in done.stdout
+    assert f"target: {demo}/.venv\n" in done.stdout
+    assert not demo.exists()  # "nothing is created there"
