@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,47 @@ def test_user_guide_counts_where_the_device_rule_is_wrong(mounts: ScratchMounts)
         if by_device is not result.best:
             wrong.append(f"{scenario.name}: {by_device.value} instead of {result.best}")
     assert (int(match[1]), int(match[2])) == (len(SCENARIOS), len(wrong)), wrong
+
+
+_COUNT_PROBE = """
+import os, sys, linkprobe
+source, target = sys.argv[1:]
+linkprobe.probe(source, target, cache=False)  # imports and first-use work happen here
+for marker in ("/.linkprobe-test-start", None, "/.linkprobe-test-end"):
+    if marker is None:
+        linkprobe.probe(source, target, cache=False)
+    else:
+        try:
+            os.stat(marker)  # a marker in the trace: it does not exist
+        except FileNotFoundError:
+            pass
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("strace") is None and os.environ.get("LINKPROBE_REQUIRE_REAL_FS") != "1", reason="needs strace"
+)
+def test_user_guide_system_call_count_of_a_probe(tmp_path: Path) -> None:
+    """user-guide.md, Costs: "about a dozen calls that create, link or remove a name" and "about N
+    system calls in all on Linux"; measured between two markers, one probe, one directory to another."""
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "user-guide.md").read_text().split())
+    match = re.search(r"That is about (\d+) system calls in all on Linux", text)
+    assert match, "the sentence moved: update this test"
+    (tmp_path / "cache").mkdir()
+    trace = tmp_path / "trace"
+    subprocess.run(
+        ["strace", "-o", trace, sys.executable, "-c", _COUNT_PROBE, tmp_path / "cache", tmp_path / "project" / ".venv"],
+        check=True,
+        timeout=60,
+    )
+    lines = trace.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "/.linkprobe-test-start" in line)
+    end = next(i for i, line in enumerate(lines) if "/.linkprobe-test-end" in line)
+    calls = [line.split("(", 1)[0] for line in lines[start + 1 : end]]
+    naming = [
+        line
+        for line in lines[start + 1 : end]
+        if "O_EXCL" in line or line.startswith(("ioctl(", "copy_file_range(", "link(", "symlink(", "unlink("))
+    ]
+    assert 0.8 * int(match[1]) <= len(calls) <= 1.2 * int(match[1]), calls
+    assert 9 <= len(naming) <= 15, naming  # "about a dozen"
