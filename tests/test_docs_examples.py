@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, find_mount, fuse_daemon_pid, run, run_as_nobody
+from _mounts import ScratchMounts, find_litter, find_mount, fuse_daemon_pid, run, run_as_nobody
 
 import linkprobe
 
@@ -271,6 +271,9 @@ def doc_machine(mounts: ScratchMounts, block: Block) -> Iterator[DocMachine]:
                 assert name in SETUPS, f"{block.name}: unknown <!-- setup: {name} -->; known: {sorted(SETUPS)}"
                 stack.enter_context(SETUPS[name](mounts, machine))
             yield machine
+        # The global litter check only sees the session's mounts; this machine is gone before it runs.
+        litter = find_litter([root, machine.path("/dev/shm")])
+        assert not litter, f"{block.name} left scratch files in the doc machine: {litter}"
     finally:
         problems = mounts.release(root)
         assert not problems, problems
