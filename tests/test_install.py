@@ -27,9 +27,27 @@ def install_lines() -> list[str]:
     return textwrap.dedent(match[1]).splitlines()
 
 
+#: What a fresh clone does not have, for a tree that is not a git checkout.
+_NOT_IN_A_CLONE = (
+    ".git",
+    ".ci-cache",
+    ".venv",
+    "__pycache__",
+    "*.egg-info",
+    "dist",
+    "build",
+    ".*_cache",
+    ".hypothesis",
+)
+
+
 def checkout(where: Path) -> Path:
     """The project's tracked files, as a fresh clone has them (no build output, no caches)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=_ROOT, capture_output=True, check=True).stdout
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=_ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):  # no git, or a copied tree without .git
+        shutil.copytree(_ROOT, where, ignore=shutil.ignore_patterns(*_NOT_IN_A_CLONE))
+        return where
     for name in listed.decode().split("\0"):
         if name and (_ROOT / name).is_file():
             (where / name).parent.mkdir(parents=True, exist_ok=True)
