@@ -86,6 +86,7 @@ class Block:
     language: str
     body: str
     markers: dict[str, str] = field(default_factory=dict)
+    other_comments: tuple[str, ...] = ()  # comments right above it that are not markers
 
     @property
     def name(self) -> str:
@@ -119,12 +120,16 @@ def read_blocks(page: str, text: str) -> list[Block]:
     for match in _FENCE.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
         markers: dict[str, str] = {}
+        others: list[str] = []
         above = text[: match.start()].splitlines()
         while above and above[-1].strip().startswith("<!--"):
-            comment = _MARKER.fullmatch(above.pop().strip())
-            if comment and comment[1] in _MARKERS:
-                markers[comment[1]] = comment[2]
-        blocks.append(Block(page, line, match[1], match[2], markers))
+            comment = above.pop().strip()
+            marker = _MARKER.fullmatch(comment)
+            if marker and marker[1] in _MARKERS:
+                markers[marker[1]] = marker[2]
+            else:
+                others.append(comment)
+        blocks.append(Block(page, line, match[1], match[2], markers, tuple(others)))
     return blocks
 
 
@@ -494,6 +499,10 @@ def test_every_page_with_examples_is_read() -> None:
     assert {block.page for block in PYTHON_BLOCKS} >= {"README.md", "docs/api.md", "docs/user-guide.md"}
     for block in CONSOLE_BLOCKS:
         assert block.commands(), f"{block.name}: a console block without a '$ ' command"
+    for block in CONSOLE_BLOCKS + page_blocks("python"):
+        # A misspelt marker would be ignored silently: only ci.md's recipe markers may stand there.
+        unknown = [comment for comment in block.other_comments if not comment.startswith("<!-- recipe: ")]
+        assert not unknown, f"{block.name}: not a marker ({', '.join(_MARKERS)}): {unknown}"
 
 
 def test_blocks_markers_and_commands_are_read() -> None:
@@ -519,7 +528,7 @@ def test_blocks_markers_and_commands_are_read() -> None:
     first, second = read_blocks("page.md", page)
     assert (first.line, first.markers) == (4, {"not run": "needs macOS"})
     assert first.commands() == [Command(5, "linkprobe /a /b", "copy\n"), Command(7, "echo $?", "0\n")]
-    assert second.markers == {"run as": "nobody"}
+    assert (second.markers, second.other_comments) == ({"run as": "nobody"}, ("<!-- recipe: x -->",))
     assert second.commands() == [Command(14, "linkprobe --mode hardlink /tmp /srv", "")]
 
 
