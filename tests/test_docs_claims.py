@@ -37,10 +37,6 @@ def shell(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with fd 1 closed (>&-), sys.stdout is None and cli/_common.write raises AttributeError: a traceback",
-)
 def test_a_closed_stdout_is_silent_and_exits_141() -> None:
     done = shell(">&-", "/tmp", "/tmp")
     assert "Traceback" not in done.stderr, done.stderr
@@ -55,10 +51,6 @@ def test_a_full_stdout_is_one_error_line() -> None:
     assert done.stderr.count("\n") == 1, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an OSError without a file name is worded 'No space left on device ()': an empty '()' is printed",
-)
 @_NO_DEV_FULL
 def test_an_error_without_a_file_name_has_no_empty_parentheses() -> None:
     done = shell(">/dev/full", "/tmp", "/tmp")
