@@ -1,8 +1,9 @@
-"""The ``linkprobe audit`` examples in the docs are real output: each one is run here.
+"""The ``linkprobe audit`` examples in the docs are real output, byte counts included.
 
-A block marked ``<!-- audit-example: FS -->`` is run in a fresh directory on that filesystem
-holding the cache the user guide describes; its ``$ cp`` lines run as they are, its
-``$ linkprobe`` lines run the command, and what they print must be the block's text.
+test_docs_examples.py runs every console block of the docs with sizes normalised; here the
+blocks marked ``<!-- setup: audit-cache -->`` (ext4) or ``<!-- setup: audit-cache-btrfs -->``
+are run again in a fresh directory holding the cache the user guide describes, and must match
+exactly. ``$ cd`` lines are the filesystem's directory; ``$ cp`` lines run as they are.
 """
 
 from __future__ import annotations
@@ -16,26 +17,18 @@ from pathlib import Path
 
 import pytest
 from _mounts import ScratchMounts
+from test_docs_examples import make_audit_cache
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-_EXAMPLE = re.compile(r"<!-- audit-example: (\w+) -->\n```console\n(.*?)```", re.DOTALL)
+_EXAMPLE = re.compile(r"<!-- setup: audit-cache(-btrfs)? -->\n```console\n(.*?)```", re.DOTALL)
 
 
 def examples() -> list[tuple[str, str, str]]:
     found = []
     for page in ("user-guide.md", "cli.md"):
         for index, match in enumerate(_EXAMPLE.finditer((DOCS / page).read_text())):
-            found.append((f"{page}-{index}", match.group(1), match.group(2)))
+            found.append((f"{page}-{index}", "btrfs" if match.group(1) else "ext4", match.group(2)))
     return found
-
-
-def make_cache(top: Path) -> None:
-    """The cache of the user guide's examples."""
-    (top / "cache" / "pkg").mkdir(parents=True)
-    (top / "cache" / "pkg" / "core.py").write_bytes(b"#" * 52_000)
-    (top / "cache" / "pkg" / "util.py").write_bytes(b"u" * 9_000)
-    (top / "cache" / "pkg" / "py.typed").write_bytes(b"partial\n")
-    (top / "cache" / "pkg" / "__init__.py").write_bytes(b"")
 
 
 def replay(block: str, cwd: Path) -> str:
@@ -45,10 +38,12 @@ def replay(block: str, cwd: Path) -> str:
         if not line.startswith("$ "):
             continue
         argv = shlex.split(line[2:])
+        written.append(line)
+        if argv[0] == "cd":
+            continue  # the block's filesystem: ``cwd`` already
         if argv[0] == "linkprobe":
             argv = [sys.executable, "-m", "linkprobe", *argv[1:]]
         result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=60)
-        written.append(line)
         written.extend((result.stdout + result.stderr).splitlines())
     return "\n".join(written) + "\n"
 
@@ -61,7 +56,7 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize(("name", "filesystem", "block"), examples(), ids=[e[0] for e in examples()])
 def test_example_is_real_output(name: str, filesystem: str, block: str, mounts: ScratchMounts) -> None:
     top = mounts.ext4() if filesystem == "ext4" else mounts.btrfs("a")
-    make_cache(top)
+    make_audit_cache(top)
     assert replay(block, top) == block
 
 
@@ -72,7 +67,7 @@ def test_json_example_is_real_output(mounts: ScratchMounts) -> None:
     block = re.search(r"<!-- audit-json-example -->\n```json\n(.*?)```", (DOCS / "cli.md").read_text(), re.DOTALL)
     assert block is not None
     top = mounts.ext4()
-    make_cache(top)
+    make_audit_cache(top)
     subprocess.run(["cp", "-r", "cache", "venv"], cwd=top, check=True)
     result = subprocess.run(
         [sys.executable, "-m", "linkprobe", "audit", "--format", "json", "cache", "venv"],
