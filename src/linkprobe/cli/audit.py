@@ -1,4 +1,5 @@
-"""Say what an installer did: how each file under TARGET relates to SOURCE, and what it costs.
+"""Say what an installer did: how each file under TARGET relates to SOURCE,
+and what it costs.
 
 ``linkprobe audit SOURCE TARGET``: a table of hardlinks, clones, symlinks, copies and other
 files under TARGET (an installed tree) against SOURCE (the cache it came from), and one line
