@@ -172,3 +172,15 @@ def test_help_lists_the_command() -> None:
     own = linkprobe("--help")
     assert own.returncode == 0
     assert "--expect MODE" in own.stdout
+
+
+def test_help_fits_in_80_columns() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "linkprobe", "audit", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert result.returncode == 0
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
