@@ -89,10 +89,16 @@ class _Located:
     exists: bool
     #: The nearest existing path, absolute but as spelled (symlinks not resolved).
     anchor: str
-    #: ``anchor``'s (st_dev, st_ino), from stat (symlinks followed).
-    identity: FileIdentity
+    #: ``anchor``'s stat (symlinks followed): device, inode, mode bits and owner. An
+    #: inode number can be reused by a directory made anew, so what decides whether we
+    #: may write there is part of it.
+    identity: tuple[int, ...]
     #: The first missing component below ``anchor`` when the path does not exist.
     missing: str | None
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_mode, info.st_uid, info.st_gid)
 
 
 def _unchanged(located: _Located) -> bool:
@@ -102,7 +108,7 @@ def _unchanged(located: _Located) -> bool:
         info = os.stat(located.anchor)
     except OSError:
         return False
-    if (info.st_dev, info.st_ino) != located.identity:
+    if _identity(info) != located.identity:
         return False
     if located.missing is None:
         return True
@@ -225,7 +231,7 @@ def _locate(path: str, role: str) -> _Located:
     except OSError as exc:  # a symlink loop or a component made unreadable meanwhile
         raise InvalidPathError(path, f"{role} cannot be resolved: {exc.strerror or exc}") from None
     exists = current == given
-    identity = (info.st_dev, info.st_ino)
+    identity = _identity(info)
     if stat.S_ISDIR(info.st_mode):
         return _Located(resolved, None, exists, current, identity, missing)
     if role == "source" and stat.S_ISREG(info.st_mode) and exists:

@@ -223,7 +223,8 @@ def explain_existing_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> s
         return f"the kernel refused to link the source's file {path} (EPERM): immutable or append-only?"
     if code == errno.EACCES:
         return f"the source's files cannot be read (permission denied on {path})"
-    name = errno.errorcode.get(code, str(code))
+    # Linux gives ENOTSUP and EOPNOTSUPP one number; the man pages name EOPNOTSUPP.
+    name = "EOPNOTSUPP" if code == errno.EOPNOTSUPP else errno.errorcode.get(code, str(code))
     return f"works for a new file but not for the source's file {path}: {os.strerror(code).lower()} ({name})"
 
 
