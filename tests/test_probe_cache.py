@@ -7,6 +7,7 @@ without a pollable mount table)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Iterator
@@ -234,3 +235,17 @@ def test_concurrent_cached_probes_agree(pair: tuple[Path, Path]) -> None:
         thread.join(60)
     assert len(results) == 400
     assert len(set(results)) == 1
+
+
+def test_the_cache_keeps_the_newest_entries(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    source, target = pair
+    cache = importlib.import_module("linkprobe.probe")
+    monkeypatch.setattr(cache, "_CACHE_LIMIT", 4)
+    backend = Counting()
+    for index in range(6):
+        probe(source, target / f"missing-{index}", backend=backend)
+    assert len(cache._cache) == 4
+    probe(source, target / "missing-5", backend=backend)  # among the newest: a hit
+    assert backend.runs == 6
+    probe(source, target / "missing-0", backend=backend)  # the oldest went first
+    assert backend.runs == 7

@@ -355,3 +355,26 @@ def test_exists_for_missing_and_present_paths(tmp_path: Path) -> None:
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "gone")
     assert probe(dangling, target, cache=False).source.exists is False
+
+
+def test_a_side_that_never_answered_counts_as_existing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stat answered before the deadline: ``probed`` is the given path, not looked at."""
+    release = threading.Event()
+    real_locate = probe_module._locate
+
+    def hung_locate(path: str, role: str) -> object:
+        release.wait(30)
+        return real_locate(path, role)
+
+    monkeypatch.setattr(probe_module, "_locate", hung_locate)
+    try:
+        result = probe(tmp_path / "cache", tmp_path / "venv", cache=False, timeout=0.2)
+        assert result.timed_out
+        assert (result.source.st_dev, result.source.exists) == (None, True)
+        assert result.source.probed == str(tmp_path / "cache")
+        assert missing_note(result.source) is None
+    finally:
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "linkprobe-probe":
+                thread.join(10)
