@@ -283,3 +283,35 @@ def test_tiny_timeout_on_a_healthy_disk_leaves_nothing(mounts: ScratchMounts, ki
         assert find_litter([base]) == [], f"litter after run {_ + 1}"
     assert outputs <= {"copy\n", "clone\n", "hardlink\n"}
     assert not (base / "venv").exists()
+
+
+def test_an_immutable_cache_is_seen_by_the_probe_and_copied_without_a_fallback(mounts: ScratchMounts) -> None:
+    """chattr +i: link(2) refuses the cache's files with EPERM, for root too, while a new
+    scratch file links. The probe sees it on the existing file, so the Linker copies from the
+    first file on, with no fallback warning."""
+    import warnings
+
+    from linkprobe import Linker, LinkModeFallbackWarning
+
+    base = mounts.ext4()
+    cache, venv = base / "cache", base / "venv"
+    (cache / "pkg").mkdir(parents=True)
+    names = [cache / "pkg" / f"mod{index}.py" for index in range(5)]
+    for path in names:
+        path.write_text("x = 1\n")
+    run(["chattr", "+i", *names])
+    try:
+        result = probe(cache, venv, cache=False)
+        hardlink = result.verdict(LinkMode.HARDLINK)
+        assert hardlink.errno == errno.EPERM
+        assert "immutable or append-only" in hardlink.reason
+        linker = Linker(env=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stats = linker.link_tree(cache, venv)
+        assert [w for w in caught if issubclass(w.category, LinkModeFallbackWarning)] == []
+        assert linker.mode is LinkMode.COPY
+        assert stats.copied == len(names)
+    finally:
+        run(["chattr", "-i", *names])
+    assert find_litter([base]) == []

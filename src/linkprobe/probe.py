@@ -664,9 +664,15 @@ def probe(
 ) -> Probe:
     """Find out which modes work from ``source`` to ``target`` by attempting each.
 
-    Paths that do not exist yet are probed at their nearest existing ancestor; nothing
-    is created but scratch files, which are removed before returning (also on errors and
-    KeyboardInterrupt). Results are cached per probed pair unless ``cache`` is False.
+    Paths that do not exist yet are probed at their nearest existing ancestor
+    (``SideFacts.exists`` is False); nothing is created but scratch files, which are
+    removed before returning (also on errors and KeyboardInterrupt). Clone and hardlink
+    are also attempted from one existing file of the source, so that their verdicts hold
+    for the source's own files (``Probe.existing_file``).
+
+    Results are cached by the given paths unless ``cache`` is False. A cached result is
+    used only while both paths stat the same (device, inode, mode bits, owner) and the
+    mount table is unchanged (:func:`linkprobe.mounts.mount_generation`).
 
     With ``timeout`` (seconds), the probe runs in a daemon thread and returns by then
     whatever happens: modes without an answer get :attr:`Status.TIMED_OUT`, auto then
