@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from linkprobe.api import FileIdentity, LinkBackend, remove_quietly
+from linkprobe.api import FileIdentity, LinkBackend, SourceHints, remove_quietly
 from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidPathError, TargetNotDirectoryError
 from linkprobe.modes import LinkMode, parse_mode, parse_order
@@ -57,6 +57,10 @@ _SEARCH_LIMIT: Final[int] = 2000
 #: files/00/...), so the search goes depth first.
 _CHECK_DIRS: Final[int] = 4
 _CHECK_ENTRIES: Final[int] = 256
+#: A clone from an existing file: with hints, the source is opened with O_NOFOLLOW (a
+#: name swapped for a symlink since the search fails with ELOOP instead of cloning what
+#: it points to), and the scratch clone gets mode 0600 like every scratch file.
+_CHECK_HINTS: Final = SourceHints(0o600, 0)
 #: At interpreter exit, how long one call of an abandoned probe (timeout=) may take
 #: before it is taken for a hung filesystem and no longer waited for; and the most
 #: that exit waits in all.
@@ -155,9 +159,13 @@ def _cache_key(given_source: str, given_target: str) -> tuple[str, ...]:
 def _cache_hit(key: tuple[str, ...], generation: int | None) -> Probe | None:
     """The cached probe for ``key`` if it still holds; a stale one is dropped."""
     with _locks.cache:
-        if generation != _cache_generation[0]:  # something was mounted or unmounted
-            _cache.clear()
-            _cache_generation[0] = generation
+        current = _cache_generation[0]
+        if generation != current:
+            # Something was mounted or unmounted: drop every probe. (A thread that read an
+            # older generation than another thread has seen only misses.)
+            if generation is None or current is None or generation > current:
+                _cache.clear()
+                _cache_generation[0] = generation
             return None
         entry = _cache.get(key)
     if entry is None:
@@ -373,9 +381,16 @@ class _Attempts:
         return name, None
 
     def attempt(
-        self, mode: LinkMode, source_file: str | None, source_dir: str, target_dir: str, *, source_is_scratch: bool
+        self,
+        mode: LinkMode,
+        source_file: str | None,
+        source_dir: str,
+        target_dir: str,
+        *,
+        source_is_scratch: bool,
+        hints: SourceHints | None = None,
     ) -> int | None:
-        """Try one mode; None on success, else the errno."""
+        """Try one mode; None on success, else the errno. ``hints`` go to a clone."""
         name = _scratch_name(target_dir, mode.value)
         backend = self.backend
         self.beat()
@@ -391,7 +406,7 @@ class _Attempts:
             elif mode is LinkMode.COPY:
                 backend.copy(source_file, name)
             elif mode is LinkMode.CLONE:
-                backend.clone(source_file, name)
+                backend.clone(source_file, name, hints)
             else:
                 backend.hardlink(source_file, name)
         except OSError as exc:
@@ -505,7 +520,9 @@ def _run(
                 checked = to_check
                 # From the existing file into a scratch name: a clone shares the blocks
                 # or fails (FICLONE, clonefile), so no large file is ever copied here.
-                code = attempts.attempt(mode, to_check, source_dir, target_dir, source_is_scratch=False)
+                code = attempts.attempt(
+                    mode, to_check, source_dir, target_dir, source_is_scratch=False, hints=_CHECK_HINTS
+                )
                 if code is not None and existing_file_decides(mode, code):
                     _note_existing_failure(progress, mode, code, to_check)
                 else:  # a refusal about that one file only (EMLINK...): the mode holds
