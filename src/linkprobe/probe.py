@@ -112,7 +112,7 @@ def _unchanged(located: _Located) -> bool:
         info = os.stat(located.anchor)
     except OSError:
         return False
-    if _identity(info) != located.identity:
+    if (info.st_dev, info.st_ino, info.st_mode, info.st_uid, info.st_gid) != located.identity:
         return False
     if located.missing is None:
         return True
@@ -574,7 +574,7 @@ def _probe_now(
     cache: bool,
     backend: LinkBackend | None,
     mounts: Callable[[], list[Mount]],
-    progress: _Progress,
+    progress: _Progress | None = None,
 ) -> Probe:
     key: tuple[str, ...] = ()
     generation = None
@@ -585,6 +585,8 @@ def _probe_now(
         hit = _cache_hit(key, generation)
         if hit is not None:
             return hit
+    if progress is None:  # made only now: a hit needs none (an Event costs microseconds)
+        progress = _Progress()
     source = _locate(given_source, "source")
     target = _locate(given_target, "target")
     result = _run(given_source, given_target, source, target, backend or default_backend(), mounts(), progress)
@@ -705,11 +707,11 @@ def probe(
     """
     given_source = _checked(source, "source")
     given_target = _checked(target, "target")
-    progress = _Progress()
     if timeout is None:
-        return _probe_now(given_source, given_target, cache=cache, backend=backend, mounts=mounts, progress=progress)
+        return _probe_now(given_source, given_target, cache=cache, backend=backend, mounts=mounts)
     if not timeout > 0 or timeout == float("inf"):  # also rejects NaN
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    progress = _Progress()
 
     def work() -> None:
         try:
