@@ -315,3 +315,25 @@ def test_an_immutable_cache_is_seen_by_the_probe_and_copied_without_a_fallback(m
     finally:
         run(["chattr", "-i", *names])
     assert find_litter([base]) == []
+
+
+@pytest.mark.usefixtures("protected_hardlinks")
+def test_a_cache_nobody_cannot_read_has_no_working_mode(mounts: ScratchMounts, nobody_env: dict[str, str]) -> None:
+    """Root's 0600 files in a 1777 cache: nobody's own scratch file copies and links fine,
+    but no real file can be read, so neither copied nor cloned nor linked. Auto has no
+    answer (the linker would fail on the first file), instead of a copy that cannot work."""
+    cache, project = shared_cache(mounts.btrfs("a"))
+    for path in cache.rglob("*.py"):
+        path.chmod(0o600)
+    document = probe_as_nobody(nobody_env, cache, project)
+    assert document["best"] is None, document
+    copy = modes(document)["copy"]
+    assert copy["errno"] == "EACCES"
+    assert str(copy["reason"]).startswith("the source's files cannot be read (permission denied on ")
+    assert modes(document)["clone"]["errno"] == "EACCES"
+    assert modes(document)["hardlink"]["errno"] == "EPERM"
+    assert modes(document)["symlink"]["status"] == "supported"
+    done = run_as_nobody([PYTHON, "-m", "linkprobe", str(cache), str(project)], env=nobody_env, timeout=60)
+    assert done.returncode == 1
+    assert "the source's files cannot be read" in done.stderr
+    assert find_litter([cache, project]) == []

@@ -41,7 +41,10 @@ TARGET = SideFacts(".venv", "/srv/app", 2049, "/home", "ext4", exists=False)
         (LinkMode.CLONE, errno.EACCES, True),  # the source's files cannot be read
         (LinkMode.CLONE, errno.EINVAL, False),  # ioctl_ficlone(2): a swap or special file
         (LinkMode.CLONE, errno.ETXTBSY, False),
-        (LinkMode.COPY, errno.EPERM, False),  # only clone and hardlink are checked
+        (LinkMode.COPY, errno.EACCES, True),  # a copy must read the file
+        (LinkMode.COPY, errno.EPERM, False),
+        (LinkMode.COPY, errno.ELOOP, False),  # swapped for a symlink since the search
+        (LinkMode.CLONE, errno.ELOOP, False),
         (LinkMode.SYMLINK, errno.EPERM, False),
     ],
 )

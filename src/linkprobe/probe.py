@@ -325,6 +325,22 @@ def _file_to_check(directory: str) -> str | None:
     return None
 
 
+#: Opening to read, never to follow a symlink swapped in since the search, nor to wait
+#: on a FIFO swapped in (O_NONBLOCK is no-op for regular files).
+_READ_CHECK_FLAGS: Final[int] = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def _unreadable(path: str) -> int | None:
+    """The errno of opening ``path`` to read (no byte is read), or None if it opens."""
+    try:
+        os.close(os.open(path, _READ_CHECK_FLAGS))
+    except OSError as exc:
+        return errno_of(exc)
+    return None
+
+
 def _other_owner(path: str) -> int | None:
     """The owner of ``path`` when it is not us and we are not root (root may link any
     file: fs.protected_hardlinks, proc(5), does not apply to CAP_FOWNER); else None."""
@@ -508,25 +524,21 @@ def _run(
         progress.ctx = ReasonContext(
             progress.source_facts, progress.target_facts, existing_file=source_file if from_existing else None
         )
+        real_file = to_check or (source_file if from_existing else None)
         for mode in _ATTEMPT_ORDER:
             if progress.abandoned:
                 break
             if source_file is None and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
                 continue
             code = attempts.attempt(mode, source_file, source_dir, target_dir, source_is_scratch=not from_existing)
-            if code is None and to_check is not None and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
+            # Copy is checked on any existing file; clone and hardlink on one found by the
+            # search (when links were made from an existing file, they are its verdicts).
+            check = mode is LinkMode.COPY or (to_check is not None and mode in _LINKS)
+            if code is None and real_file is not None and check:
                 if progress.abandoned:  # a verdict not yet checked on the real file is none
                     break
-                checked = to_check
-                # From the existing file into a scratch name: a clone shares the blocks
-                # or fails (FICLONE, clonefile), so no large file is ever copied here.
-                code = attempts.attempt(
-                    mode, to_check, source_dir, target_dir, source_is_scratch=False, hints=_CHECK_HINTS
-                )
-                if code is not None and existing_file_decides(mode, code):
-                    _note_existing_failure(progress, mode, code, to_check)
-                else:  # a refusal about that one file only (EMLINK...): the mode holds
-                    code = None
+                code, used = _check_real_file(attempts, progress, mode, real_file, source_dir, target_dir)
+                checked = checked or used
             elif code == errno.EPERM and mode is LinkMode.HARDLINK and from_existing and source_file is not None:
                 _note_owner(progress, source_file)
             results[mode] = code
@@ -548,6 +560,31 @@ def _run(
         from_existing,
         linked_from or checked,
     )
+
+
+_LINKS: Final[tuple[LinkMode, ...]] = (LinkMode.CLONE, LinkMode.HARDLINK)
+
+
+def _check_real_file(
+    attempts: _Attempts, progress: _Progress, mode: LinkMode, path: str, source_dir: str, target_dir: str
+) -> tuple[int | None, str | None]:
+    """``mode`` worked for the scratch file: does it for ``path``, a file of the source?
+    The errno that decides the verdict (None: it holds) and the file if it was used."""
+    if mode is LinkMode.COPY:
+        # A copy needs to read the source's files; the attempt read ours, or (a read-only
+        # source) only created a file. Opening is enough: no byte of a large wheel is read.
+        progress.beat()
+        code = _unreadable(path)
+    elif mode in (LinkMode.CLONE, LinkMode.HARDLINK):
+        # From the existing file into a scratch name: a clone shares the blocks or fails
+        # (FICLONE, clonefile), so no large file is ever copied here.
+        code = attempts.attempt(mode, path, source_dir, target_dir, source_is_scratch=False, hints=_CHECK_HINTS)
+    else:
+        return None, None
+    if code is None or not existing_file_decides(mode, code):
+        return None, path  # works, or a refusal about that one file only (EMLINK...)
+    _note_existing_failure(progress, mode, code, path)
+    return code, path
 
 
 def _note_owner(progress: _Progress, path: str) -> None:

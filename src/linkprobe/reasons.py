@@ -197,12 +197,14 @@ def _protected_hardlinks(owner: int) -> str:
 #: Errors from an attempt on an existing file of the source that mean the mode does
 #: not work for the source's real files, although it worked for a scratch file there:
 #: the errors that make the linker fall back (see on_failure), and EACCES (the files
-#: cannot be read, so none can be cloned). Not EMLINK or ETXTBSY (that one file only),
-#: nor a clone's EINVAL (ioctl_ficlone(2): a swap or special file), nor ENOENT (the
-#: file was removed meanwhile, e.g. by a cache prune).
+#: cannot be read, so none can be cloned or copied). Not EMLINK or ETXTBSY (that one
+#: file only), nor a clone's EINVAL (ioctl_ficlone(2): a swap or special file), nor
+#: ENOENT (the file was removed meanwhile, e.g. by a cache prune), nor ELOOP (the name
+#: was swapped for a symlink since the search). For copy, only that it can be read.
 _EXISTING_FILE_DECIDES: Final[dict[LinkMode, frozenset[int]]] = {
     LinkMode.CLONE: (MODE_UNSUPPORTED_ERRNOS | {errno.EACCES}) - {errno.EINVAL},
     LinkMode.HARDLINK: MODE_UNSUPPORTED_ERRNOS | {errno.EACCES},
+    LinkMode.COPY: frozenset({errno.EACCES}),
 }
 
 
