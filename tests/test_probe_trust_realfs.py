@@ -337,3 +337,28 @@ def test_a_cache_nobody_cannot_read_has_no_working_mode(mounts: ScratchMounts, n
     assert done.returncode == 1
     assert "the source's files cannot be read" in done.stderr
     assert find_litter([cache, project]) == []
+
+
+def test_unreadable_files_of_a_read_only_cache_and_a_source_file(
+    mounts: ScratchMounts, nobody_env: dict[str, str]
+) -> None:
+    """The same read check where links are made from an existing file: a cache nobody
+    cannot write to (root's 0755) and a source that is itself a file, both root's 0600."""
+    base = mounts.ext4()
+    cache = base / "cache"
+    (cache / "pkg").mkdir(parents=True)
+    wheel = cache / "pkg" / "mod.py"
+    wheel.write_text("x = 1\n")
+    wheel.chmod(0o600)
+    project = base / "project"
+    project.mkdir()
+    os.chown(project, NOBODY, NOBODY)
+    for source in (cache, wheel):
+        document = probe_as_nobody(nobody_env, source, project)
+        assert (document["linked_from"], document["linked_from_existing"]) == (str(wheel), True)
+        assert document["best"] is None, document
+        assert modes(document)["copy"]["errno"] == "EACCES"
+        assert str(wheel) in str(modes(document)["copy"]["reason"])
+    wheel.chmod(0o644)  # readable: copy works again
+    assert probe_as_nobody(nobody_env, cache, project)["best"] == "copy"
+    assert find_litter([base]) == []
