@@ -161,9 +161,10 @@ class Probe:
     #: given, when it is a file, or a file of a read-only source); else None.
     linked_from: str | None
     linked_from_existing: bool
-    #: The existing regular file of the source whose clone and hardlink verdicts these
-    #: are: ``linked_from``, or (a writable source) one file found by a small search that
-    #: was also cloned and linked from. None: the source holds no file within the search.
+    #: The existing regular file of the source that the copy, clone and hardlink verdicts
+    #: were checked on: ``linked_from``, or (a writable source) one file found by a small
+    #: search that was also opened, cloned and linked from. None: the source holds no
+    #: file within the search, or nothing could be created in the target.
     existing_file: str | None = None
 
     @property
