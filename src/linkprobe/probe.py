@@ -689,13 +689,16 @@ def _wait_for_abandoned(grace: float = _EXIT_GRACE, limit: float = _EXIT_LIMIT) 
     deadline = time.monotonic() + limit
     with _locks.abandoned:
         pending = list(_abandoned.values())
-    for thread, progress in pending:
-        while thread.is_alive():
-            now = time.monotonic()
-            wait = min(grace - (now - progress.last_beat), deadline - now)
-            if wait <= 0:
-                break
-            thread.join(wait)
+    try:
+        for thread, progress in pending:
+            while thread.is_alive():
+                now = time.monotonic()
+                wait = min(grace - (now - progress.last_beat), deadline - now)
+                if wait <= 0:
+                    break
+                thread.join(wait)
+    except KeyboardInterrupt:  # Ctrl-C at exit: stop waiting, without a traceback
+        return
 
 
 def _forget_after_fork() -> None:
