@@ -362,3 +362,21 @@ def test_unreadable_files_of_a_read_only_cache_and_a_source_file(
     wheel.chmod(0o644)  # readable: copy works again
     assert probe_as_nobody(nobody_env, cache, project)["best"] == "copy"
     assert find_litter([base]) == []
+
+
+def test_a_filesystem_mounted_inside_the_source_is_not_its_file(mounts: ScratchMounts) -> None:
+    """The search does not enter a mount inside the source: a file there would fail to
+    link with EXDEV and say nothing about the source's own files."""
+    base = mounts.ext4()
+    cache, venv = base / "cache", base / "venv"
+    (cache / "inner").mkdir(parents=True)
+    venv.mkdir()
+    with mounted("-t", "tmpfs", "linkprobe-inner", cache / "inner"):
+        (cache / "inner" / "elsewhere.py").write_text("x = 1\n")
+        result = probe(cache, venv, cache=False)
+        assert result.existing_file is None
+        assert result.best is LinkMode.HARDLINK
+        (cache / "own.py").write_text("x = 1\n")
+        result = probe(cache, venv, cache=False)
+        assert (result.existing_file, result.best) == (str(cache / "own.py"), LinkMode.HARDLINK)
+    assert find_litter([base]) == []

@@ -244,7 +244,7 @@ def test_the_search_is_bounded_and_depth_first(tmp_path: Path, monkeypatch: pyte
     for name in ("00", "01", "02", "03"):
         (top / "files" / name / "ab").mkdir(parents=True)
         (top / "files" / name / "ab" / "hash").write_text("x")
-    found = probe_module._file_to_check(str(top))
+    found = probe_module._file_to_check(str(top), top.stat().st_dev)
     assert found is not None
     assert Path(found).name == "hash"
     # store, files, one XX, its ab: down the first branch. Breadth first would read
@@ -256,7 +256,7 @@ def test_the_search_is_bounded_and_depth_first(tmp_path: Path, monkeypatch: pyte
         (wide / f"d{index:03}").mkdir(parents=True)
     (wide / "d299" / "late.py").parent.mkdir(exist_ok=True)
     (wide / "d299" / "late.py").write_text("x")
-    assert probe_module._file_to_check(str(wide)) is None  # beyond the bound: not found
+    assert probe_module._file_to_check(str(wide), wide.stat().st_dev) is None  # beyond the bound
     assert len(reads) <= probe_module._CHECK_DIRS
 
 

@@ -296,18 +296,23 @@ def _existing_file(directory: str) -> str | None:
     return None
 
 
-def _file_to_check(directory: str) -> str | None:
+def _file_to_check(directory: str, st_dev: int | None) -> str | None:
     """One existing regular file of the source, found cheaply: depth first, at most
     _CHECK_DIRS directories read and _CHECK_ENTRIES entries looked at (scandir's
     d_type, so no stat per entry on ext4, XFS, btrfs, tmpfs), symlinks and scratch
-    names skipped."""
+    names skipped. A subdirectory on another device (a filesystem mounted inside the
+    source, a btrfs subvolume) is not entered: its files say nothing about the source's
+    (one lstat per directory entered)."""
     pending = [directory]
     reads = seen = 0
     while pending and reads < _CHECK_DIRS and seen < _CHECK_ENTRIES:
-        reads += 1
+        path = pending.pop()
         subdirectories = []
         try:
-            with os.scandir(pending.pop()) as entries:
+            if path != directory and os.lstat(path).st_dev != st_dev:
+                continue
+            reads += 1
+            with os.scandir(path) as entries:
                 for entry in entries:
                     seen += 1
                     if seen > _CHECK_ENTRIES:
@@ -520,7 +525,7 @@ def _run(
                 source_file = _existing_file(source_dir)
                 from_existing = source_file is not None
             else:
-                to_check = _file_to_check(source_dir)
+                to_check = _file_to_check(source_dir, progress.source_facts.st_dev)
         progress.ctx = ReasonContext(
             progress.source_facts, progress.target_facts, existing_file=source_file if from_existing else None
         )
