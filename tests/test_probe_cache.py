@@ -18,7 +18,7 @@ import pytest
 import linkprobe.mounts as mounts_module
 from linkprobe import LinkMode, clear_cache, probe
 from linkprobe.linux import LinuxBackend
-from linkprobe.mounts import mount_generation, mount_table, parse_mountinfo
+from linkprobe.mounts import forget_mount_table, mount_generation, mount_table, parse_mountinfo
 
 
 class Counting(LinuxBackend):
@@ -34,13 +34,19 @@ class Counting(LinuxBackend):
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Path]]:
+    """A source and a target directory, with a mount table that stays quiet: the machine
+    may mount and unmount things meanwhile (other processes share the namespace), and a
+    real change drops the cache, which these tests count (the real watch is tested with
+    real mounts in test_probe_trust_realfs.py)."""
     clear_cache()
+    mount_generation()  # the watch is open
+    mounts_module._watch.poll = lambda timeout: []
     source, target = tmp_path / "cache", tmp_path / "venv"
     source.mkdir()
     target.mkdir()
     yield source, target
-    clear_cache()
+    clear_cache()  # also a new, real watch: the quiet poll goes
 
 
 def test_a_hit_runs_nothing_and_is_the_same_result(pair: tuple[Path, Path]) -> None:
@@ -130,7 +136,7 @@ def test_a_relative_path_is_keyed_with_the_working_directory(
     assert backend.runs == 2
 
 
-def test_a_mount_table_change_drops_the_cache(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mount_table_change_drops_the_cache(pair: tuple[Path, Path]) -> None:
     """The watch reports POLLPRI (a mount somewhere): every cached probe is dropped, even
     though both paths still stat the same."""
     source, target = pair
@@ -148,17 +154,11 @@ def test_a_mount_table_change_drops_the_cache(pair: tuple[Path, Path], monkeypat
             return [(watch.fd or -1, 0x2 | 0x8)]  # POLLPRI|POLLERR
         return real_poll(timeout)
 
-    monkeypatch.setattr(watch, "poll", poll_with_one_change)
+    watch.poll = poll_with_one_change
     probe(source, target, backend=backend)
     probe(source, target, backend=backend)
     assert reported
     assert backend.runs == 2
-
-
-def test_mount_generation_is_steady_without_mounts() -> None:
-    first = mount_generation()
-    assert first is not None  # Linux with /proc: the table is watched
-    assert mount_generation() == first
 
 
 def test_mount_table_is_a_fresh_list_of_the_live_table() -> None:
@@ -169,25 +169,28 @@ def test_mount_table_is_a_fresh_list_of_the_live_table() -> None:
     assert mount_table() != []
 
 
-def test_a_closed_watch_descriptor_is_never_closed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_closed_watch_descriptor_is_never_closed_again() -> None:
     """POLLNVAL: somebody closed our descriptor, and its number may be another file now."""
     watch = mounts_module._watch
-    before = mount_generation()
-    assert before is not None
+    forget_mount_table()  # no descriptor of ours now
     somebody = os.open(os.devnull, os.O_RDONLY)
     try:
-        monkeypatch.setattr(watch, "fd", somebody)
-        monkeypatch.setattr(watch, "poll", lambda timeout: [(somebody, 0x20)])  # POLLNVAL
+        before = mount_generation()
+        assert before is not None
+        own = watch.fd
+        assert own is not None
+        os.close(own)
+        watch.fd = somebody  # as if our number had been closed and then given to somebody
+        watch.poll = lambda timeout: [(somebody, 0x20)]  # POLLNVAL
         after = mount_generation()
         assert after is not None
         assert after > before
         os.fstat(somebody)  # still open: not closed by the watch
-        assert watch.fd != somebody  # a descriptor of its own again
-        assert mount_generation() == mount_generation()
-        if watch.fd is not None:
-            os.close(watch.fd)  # the one it opened here; monkeypatch puts the old one back
+        assert mount_generation() is not None
+        assert watch.fd not in (None, somebody)  # a descriptor of its own again
     finally:
         os.close(somebody)
+        forget_mount_table()
 
 
 def test_without_a_watch_identity_still_decides(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,3 +252,25 @@ def test_the_cache_keeps_the_newest_entries(pair: tuple[Path, Path], monkeypatch
     assert backend.runs == 6
     probe(source, target / "missing-0", backend=backend)  # the oldest went first
     assert backend.runs == 7
+
+
+def test_clear_cache_opens_a_new_watch_and_closes_only_its_own() -> None:
+    watch = mounts_module._watch
+    assert mount_generation() is not None  # Linux with /proc: the table is watched
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        first = mount_generation()
+        clear_cache()
+        assert mount_generation() != first  # a new watch, a new generation
+    assert len(os.listdir("/proc/self/fd")) == before  # each old descriptor was closed
+    # Somebody closed our descriptor and its number now names another file: never closed.
+    assert watch.fd is not None
+    os.close(watch.fd)
+    somebody = os.open(os.devnull, os.O_RDONLY)  # takes the lowest free number: ours
+    try:
+        clear_cache()
+        os.fstat(somebody)  # still open
+        assert mount_generation() is not None
+        assert watch.fd not in (None, somebody)
+    finally:
+        os.close(somebody)

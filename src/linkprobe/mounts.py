@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Mount",
     "find_mount",
+    "forget_mount_table",
     "fuseblk_subtype",
     "mount_generation",
     "mount_table",
@@ -177,6 +178,8 @@ class _MountWatch:
         self.lock = threading.Lock()
         self.generation += 1
         self.fd: int | None = None
+        #: (st_dev, st_ino) of ``fd`` when opened: is that number still our file?
+        self.fd_identity: tuple[int, int] | None = None
         #: The bound ``poll`` method of a ``select.poll`` object watching ``fd``.
         self.poll: Callable[[int], list[tuple[int, int]]] | None = None
         #: False once opening or polling failed: no watch here (no /proc, no poll()).
@@ -194,10 +197,26 @@ class _MountWatch:
         except OSError:
             self.usable = False
             return False
+        info = os.fstat(fd)
         poller = select.poll()
         poller.register(fd, select.POLLPRI | select.POLLERR)
-        self.fd, self.poll = fd, poller.poll
+        self.fd, self.poll, self.fd_identity = fd, poller.poll, (info.st_dev, info.st_ino)
         return True
+
+    def restart(self) -> None:
+        """Drop the table and the descriptor (closed only if it is still ours), so the
+        next call opens a new watch and reads the table afresh (lock held)."""
+        if self.fd is not None:
+            try:
+                info = os.fstat(self.fd)
+            except OSError:
+                info = None
+            if info is not None and (info.st_dev, info.st_ino) == self.fd_identity:
+                os.close(self.fd)
+        self.fd = self.fd_identity = None
+        self.poll = None
+        self.table = None
+        self.generation += 1
 
     def current(self) -> int | None:
         """The generation of the table (unchanged while the mounts are); None: no watch.
@@ -222,7 +241,7 @@ class _MountWatch:
             if any(flags & _POLLNVAL for _, flags in events):
                 # Somebody closed our descriptor (a daemonising library closing every
                 # fd). Never close that number ourselves: it may be somebody's file now.
-                self.fd = None
+                self.fd = self.fd_identity = None
                 self.poll = None
         return self.generation
 
@@ -252,6 +271,15 @@ def _forget_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def forget_mount_table() -> None:
+    """Read the mount table afresh at the next call, through a newly opened watch (for a
+    process that closed descriptors it did not open; :func:`linkprobe.clear_cache` calls
+    this). Changes :func:`mount_generation`."""
+    watch = _watch
+    with watch.lock:
+        watch.restart()
 
 
 def mount_generation() -> int | None:

@@ -18,7 +18,14 @@ from linkprobe.api import FileIdentity, LinkBackend, SourceHints, remove_quietly
 from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidPathError, TargetNotDirectoryError
 from linkprobe.modes import LinkMode, parse_mode, parse_order
-from linkprobe.mounts import Mount, find_mount, mount_generation, mount_table, with_fuse_subtype
+from linkprobe.mounts import (
+    Mount,
+    find_mount,
+    forget_mount_table,
+    mount_generation,
+    mount_table,
+    with_fuse_subtype,
+)
 from linkprobe.reasons import (
     ReasonContext,
     errno_of,
@@ -144,10 +151,12 @@ _cache_generation: list[int | None] = [None]
 
 
 def clear_cache() -> None:
-    """Forget every cached probe. Never needed for correctness: a cached probe is used
-    only while both paths lead to the same inodes and the mount table is unchanged."""
+    """Forget every cached probe and the mount table. Not needed after a mount: a cached
+    probe is used only while both paths lead to the same inodes and the mount table is
+    unchanged. (Needed after closing descriptors one did not open: see docs/api.md.)"""
     with _locks.cache:
         _cache.clear()
+    forget_mount_table()
 
 
 def _cache_key(given_source: str, given_target: str) -> tuple[str, ...]:
