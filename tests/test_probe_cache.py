@@ -85,11 +85,12 @@ def test_a_target_made_unwritable_is_probed_again(pair: tuple[Path, Path]) -> No
     target.chmod(0o555)
     try:
         probe(source, target, backend=backend)
-        os.chown(target, 65534, 65534)
-        probe(source, target, backend=backend)
+        if os.geteuid() == 0:  # only root may give the directory away
+            os.chown(target, 65534, 65534)
+            probe(source, target, backend=backend)
     finally:
         target.chmod(0o755)
-    assert backend.runs == 3
+    assert backend.runs == (3 if os.geteuid() == 0 else 2)
 
 
 def test_a_repointed_symlink_is_probed_again(pair: tuple[Path, Path], tmp_path: Path) -> None:
