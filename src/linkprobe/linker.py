@@ -543,7 +543,7 @@ class Linker:
         assert source_info is not None
         real_source = os.path.realpath(source_root)
         source_identity = (source_info.st_dev, source_info.st_ino)
-        _refuse_inside(source_root, target_root, real_source, source_identity)
+        _refuse_inside(source_root, target_root, real_source, source_identity, mounts=self._mount_table())
         # Read once per tree: saves an fstat per file (see LinkBackend.create_like).
         run = _Run(self._backend.umask())
         tally = run.tally()  # directories, counted by this thread
@@ -554,7 +554,7 @@ class Linker:
             _make_parents(os.path.dirname(os.path.abspath(target_root)), run, pair.mode, source_root)
             _make_directory(target_root, tally, pair.mode, source_root, run)
             target_info = os.stat(target_root)
-            walk = _Walk(real_source, source_identity, (target_info.st_dev, target_info.st_ino))
+            walk = _Walk(source_root, real_source, source_identity, (target_info.st_dev, target_info.st_ino))
             self._mount_table()
             with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="linkprobe") as pool:
                 futures: list[Future[None]] = []
@@ -816,31 +816,48 @@ def _refuse_inside(
     real_source: str,
     source_identity: tuple[int, int],
     real_target: str | None = None,
+    *,
+    mounts: Sequence[Mount] = (),
 ) -> None:
     """Raise TargetInsideSourceError if ``target`` is the source or lies inside it.
 
     By path, with symlinks resolved (a target that does not exist yet resolves through its
     nearest existing parent); then by identity, for the target and each of its existing
     parents: a bind mount of the source has another path but the same (st_dev, st_ino).
+    Last, ``mounts`` inside the source: one that is the target or a parent of it (a bind
+    mount of the project inside the cache) would lead the walk into its own output.
     """
     if real_target is None:
         real_target = os.path.realpath(target)
     reason = target_inside_source(os.path.normcase(real_source), os.path.normcase(real_target))
+    parents: dict[tuple[int, int], str] = {}
     path = real_target
     while reason is None:
         try:
             info = os.stat(path)
         except OSError:
             info = None
-        if info is not None and (info.st_dev, info.st_ino) == source_identity:
-            if path == real_target:
-                reason = f"the target {real_target} is the source directory under another path (a bind mount?)"
-            else:
-                reason = f"the target is inside {path}, the source directory under another path (a bind mount?)"
+        if info is not None:
+            parents[(info.st_dev, info.st_ino)] = path
+            if (info.st_dev, info.st_ino) == source_identity:
+                where = "the target" if path == real_target else f"the target is inside {path}, which"
+                reason = f"{where} is the source directory under another path (a bind mount?)"
         parent = os.path.dirname(path)
         if parent == path:
             break
         path = parent
+    inner = real_source.rstrip(os.sep) + os.sep
+    for mount in mounts if reason is None else ():
+        if not mount.mount_point.startswith(inner):
+            continue
+        try:
+            info = os.stat(mount.mount_point)
+        except OSError:
+            continue
+        reached = parents.get((info.st_dev, info.st_ino))
+        if reached is not None:
+            reason = f"the source holds {mount.mount_point}, a mount of {reached}, which is or holds the target"
+            break
     if reason is not None:
         raise TargetInsideSourceError(source_root, target, reason)
 
@@ -849,6 +866,7 @@ def _refuse_inside(
 class _Walk:
     """What one link_tree walk checks its directories against."""
 
+    source_root: str
     real_source: str
     source_identity: tuple[int, int]
     target_identity: tuple[int, int]
@@ -858,7 +876,7 @@ class _Walk:
         info = entry.stat(follow_symlinks=False)
         if (info.st_dev, info.st_ino) == self.target_identity:
             raise TargetInsideSourceError(
-                self.real_source,
+                self.source_root,
                 target_root,
                 f"the source directory {entry.path} is the target itself (a mount inside the source)",
             )
