@@ -348,3 +348,77 @@ def test_a_successful_tree_is_left_as_made(tmp_path: Path) -> None:
     assert stats.copied == 41
     assert stat.S_IMODE(os.stat(tmp_path / "venv" / "bin" / "tool").st_mode) == 0o755
     assert os.readlink(tmp_path / "venv" / "bin" / "alias") == "tool"
+
+
+class InterruptingBackend(LinuxBackend):
+    """Ctrl-C in the middle of a tree: KeyboardInterrupt after ``after`` files."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def make_many(
+        self,
+        mode: LinkMode,
+        source_dir: str,
+        target_dir: str,
+        files: Sequence[tuple[str, SourceHints]],
+        start: int = 0,
+    ) -> ManyResult:
+        if self.after <= 0:
+            raise KeyboardInterrupt
+        end = min(len(files), start + self.after)
+        self.after -= end - start
+        done, error = super().make_many(mode, source_dir, target_dir, files[:end], start)
+        if error is not None or end == len(files):
+            return done, error
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_tree_is_removed_and_the_interrupt_goes_on(tmp_path: Path) -> None:
+    source = make_tree(tmp_path, files=80)
+    with pytest.raises(KeyboardInterrupt):
+        Linker("copy", env=None, backend=InterruptingBackend(after=30)).link_tree(source, tmp_path / "venv")
+    assert not (tmp_path / "venv").exists()
+
+
+def test_an_unreadable_source_directory_is_a_linkprobe_error_with_the_errno(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scandir(3) refused (as EACCES would for a user without read permission; root reads
+    everything, so the refusal is staged)."""
+    source = make_tree(tmp_path)
+    real_scandir = os.scandir
+    refused = str(source / "pkg2")
+
+    def scandir(path: str) -> object:
+        if os.fspath(path) == refused:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(LinkFailedError) as raised:
+        Linker("copy", env=None).link_tree(source, tmp_path / "venv")
+    assert raised.value.errno == errno.EACCES
+    assert raised.value.filename == refused
+    assert isinstance(raised.value.__cause__, PermissionError)
+    assert raised.value.stats is not None
+    assert not (tmp_path / "venv").exists()
+
+
+def test_with_replace_a_replaced_file_keeps_its_new_content_after_a_failure(tmp_path: Path) -> None:
+    source = tmp_path / "cache"
+    (source / "z").mkdir(parents=True)
+    for index in range(20):
+        (source / f"m{index:02d}.py").write_text(f"new {index}")
+    (source / "z" / "fails.py").write_text("walked after the top directory's files")
+    target = tmp_path / "venv"
+    target.mkdir()
+    (target / "m00.py").write_text("old 0")  # replaced by the call
+    (target / "keep.txt").write_text("mine")
+    backend = FailingBackend(errno.ENOSPC, after=20)  # the 20 top files (m00 replaced), then z/fails.py
+    with pytest.raises(LinkFailedError) as raised:
+        Linker("hardlink", env=None, replace=True, backend=backend).link_tree(source, target)
+    assert raised.value.errno == errno.ENOSPC
+    assert sorted(os.listdir(target)) == ["keep.txt", "m00.py"]
+    assert (target / "m00.py").read_text() == "new 0"
+    assert raised.value.not_removed == ()

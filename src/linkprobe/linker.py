@@ -15,6 +15,7 @@ import logging
 import os
 import stat
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -161,6 +162,11 @@ class _Run:
         self.runs: list[_MadeRun] = []
         #: (mode, source, target) of single files; mode None: a symlink of the source tree.
         self.files: list[tuple[LinkMode | None, str, str]] = []
+        #: The names of make_many calls that raised (KeyboardInterrupt) instead of returning:
+        #: some prefix of them was made, which prefix is not known.
+        self.uncertain: list[_MadeRun] = []
+        #: Files changed before this (st_ctime_ns) are not this call's; see undo().
+        self.since_ns = time.time_ns()
         self.warnings: list[str] = []
 
     def tally(self) -> _Tally:
@@ -194,6 +200,16 @@ class _Run:
                 _remove_made(mode, os.path.join(source_dir, name), os.path.join(target_dir, name), left)
         for file_mode, source, target in self.files:
             _remove_made(file_mode, source, target, left)
+        # An interrupted make_many made a prefix of its names, and one of the others may be
+        # somebody's file that was there before: remove a name only if it also changed
+        # after the call began (its ctime; the filesystem's clock may lag, which errs on
+        # the side of leaving one of ours, and its directory, in place).
+        for mode, source_dir, target_dir, names in self.uncertain:
+            for name in names:
+                target = os.path.join(target_dir, name)
+                with contextlib.suppress(OSError):
+                    if os.lstat(target).st_ctime_ns >= self.since_ns:
+                        _remove_made(mode, os.path.join(source_dir, name), target, [])
         for directory in reversed(self.directories):
             try:
                 os.rmdir(directory)
@@ -550,10 +566,11 @@ class Linker:
             pair = self._pair_for(source_root, target_root)  # explicit: verified before any write
             # Missing parents of the target too (like link()), now that the mode is verified.
             _make_parents(os.path.dirname(os.path.abspath(target_root)), run, pair.mode, source_root)
-            _make_directory(target_root, tally, pair.mode, source_root, run)
+            created_root = _make_directory(target_root, tally, pair.mode, source_root, run)
             target_info = os.stat(target_root)
+            if created_root:  # the filesystem's own clock: what is made in the new root is not older
+                run.since_ns = target_info.st_ctime_ns
             walk = _Walk(source_root, real_source, source_identity, (target_info.st_dev, target_info.st_ino))
-            self._mount_table()
             with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="linkprobe") as pool:
                 futures: list[Future[None]] = []
                 try:
@@ -701,7 +718,11 @@ class Linker:
             start = 0
             while start < len(files) and not stop.is_set():
                 mode = pair.mode
-                done, error = self._backend.make_many(mode, source_dir, target_dir, files, start)
+                try:
+                    done, error = self._backend.make_many(mode, source_dir, target_dir, files, start)
+                except BaseException:
+                    run.uncertain.append((mode, source_dir, target_dir, [name for name, _ in files[start:]]))
+                    raise
                 if done > start:
                     # Only the names: holding on to the (name, hints) tuples of a whole tree
                     # keeps two GC-tracked objects per file alive for the cyclic collector
