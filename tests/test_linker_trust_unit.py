@@ -422,3 +422,18 @@ def test_with_replace_a_replaced_file_keeps_its_new_content_after_a_failure(tmp_
     assert sorted(os.listdir(target)) == ["keep.txt", "m00.py"]
     assert (target / "m00.py").read_text() == "new 0"
     assert raised.value.not_removed == ()
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink"])
+def test_link_with_replace_onto_the_source_itself_is_refused(tmp_path: Path, mode: str) -> None:
+    source = make_tree(tmp_path)
+    file = source / "pkg0" / "mod0.py"
+    content, inode = file.read_bytes(), file.stat().st_ino
+    alias = tmp_path / "alias"
+    alias.symlink_to(source / "pkg0")
+    for target in (file, alias / "mod0.py"):
+        with pytest.raises(ValueError, match="the target is the source itself") as raised:
+            Linker(mode, env=None, replace=True).link(file, target)
+        assert isinstance(raised.value, LinkprobeError)
+    assert (file.read_bytes(), file.stat().st_ino) == (content, inode)
+    assert not [name for name in os.listdir(source / "pkg0") if name.startswith(SCRATCH_PREFIX)]

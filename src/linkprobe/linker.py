@@ -463,6 +463,9 @@ class Linker:
         if isinstance(exc, FileExistsError):
             if not self._replace:
                 raise LinkFailedError(mode, source, target, 17, "destination exists (use replace=True)") from None
+            if os.path.realpath(source) == os.path.realpath(target):
+                # Renaming a copy over this name would replace the cache's own file.
+                raise TargetInsideSourceError(source, target, "the target is the source itself") from None
             # Not recorded as made: the name was there before, and its old file is gone
             # once renamed over, so removing the new one would restore nothing.
             return self._replace_atomically(
