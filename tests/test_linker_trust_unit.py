@@ -437,3 +437,32 @@ def test_link_with_replace_onto_the_source_itself_is_refused(tmp_path: Path, mod
         assert isinstance(raised.value, LinkprobeError)
     assert (file.read_bytes(), file.stat().st_ino) == (content, inode)
     assert not [name for name in os.listdir(source / "pkg0") if name.startswith(SCRATCH_PREFIX)]
+
+
+class SymlinkFailingBackend(LinuxBackend):
+    """symlink(2) fails with ENOSPC once ``after`` names outside the probe's were made."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.made = 0
+
+    def symlink(self, source: str, target: str) -> None:
+        if not os.path.basename(target).startswith(SCRATCH_PREFIX):
+            if self.made >= self.after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), source, None, target)
+            self.made += 1
+        super().symlink(source, target)
+
+
+def test_symlink_mode_is_undone_too(tmp_path: Path) -> None:
+    """Files made as symlinks to the cache, and the tree's own symlinks, are removed when
+    their text is still the one the call wrote."""
+    source = make_tree(tmp_path, files=40)
+    target = tmp_path / "venv"
+    with pytest.raises(LinkFailedError) as raised:
+        Linker("symlink", env=None, backend=SymlinkFailingBackend(after=30)).link_tree(source, target)
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.stats is not None
+    assert raised.value.stats.symlinked + raised.value.stats.symlinks == 30
+    assert raised.value.not_removed == ()
+    assert not target.exists()
