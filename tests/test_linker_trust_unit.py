@@ -466,3 +466,28 @@ def test_symlink_mode_is_undone_too(tmp_path: Path) -> None:
     assert raised.value.stats.symlinked + raised.value.stats.symlinks == 30
     assert raised.value.not_removed == ()
     assert not target.exists()
+
+
+class NoSymlinksBackend(LinuxBackend):
+    """A target that cannot hold symlinks, as exfat-fuse (ENOSYS), found after the probe."""
+
+    def symlink(self, source: str, target: str) -> None:
+        if not os.path.basename(target).startswith(SCRATCH_PREFIX):
+            raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), source, None, target)
+        super().symlink(source, target)
+
+
+def test_the_symlink_warning_names_the_callers_variable_and_points_at_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UV_LINK_MODE", raising=False)
+    source = make_tree(tmp_path)
+    linker = Linker(env="UV_LINK_MODE", prefer=("copy",), workers=4, backend=NoSymlinksBackend())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        linker.link_tree(source, tmp_path / "venv")
+    (warning,) = _fallback_warnings(caught)
+    assert "UV_LINK_MODE=copy" in str(warning.message)
+    assert (warning.filename, warning.lineno) == (__file__, line)
+    assert (tmp_path / "venv" / "bin" / "alias").read_bytes() == (source / "bin" / "tool").read_bytes()

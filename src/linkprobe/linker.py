@@ -786,7 +786,7 @@ class Linker:
             pair.warned_symlinks = True
         message = (
             f"{reason}: symlinks such as {source_path} are materialised as the files they point to. "
-            "Set the mode explicitly to make this an error instead."
+            f"Set the mode explicitly ({fallback_advice(pair.mode, self._env)}) to make this an error instead."
         )
         _log.warning("%s", message)
         run.warnings.append(message)
