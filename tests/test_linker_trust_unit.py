@@ -491,3 +491,35 @@ def test_the_symlink_warning_names_the_callers_variable_and_points_at_the_caller
     assert "UV_LINK_MODE=copy" in str(warning.message)
     assert (warning.filename, warning.lineno) == (__file__, line)
     assert (tmp_path / "venv" / "bin" / "alias").read_bytes() == (source / "bin" / "tool").read_bytes()
+
+
+class FallBackThenFullBackend(FailingBackend):
+    """Hard links fail EXDEV after 10 files (auto falls back to copy); copies then fail
+    ENOSPC after 10 more."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EXDEV, after=10)
+        self.copies = 0
+
+    def copy(self, source: str, target: str, hints: SourceHints | None = None) -> None:
+        if not os.path.basename(target).startswith(SCRATCH_PREFIX):
+            if self.copies >= 10:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), source, None, target)
+            self.copies += 1
+        super().copy(source, target, hints)
+
+
+def test_a_failure_after_a_fallback_undoes_both_modes(tmp_path: Path) -> None:
+    source = make_tree(tmp_path, files=60)
+    linker = Linker(env=None, prefer=("hardlink", "copy"), backend=FallBackThenFullBackend())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(LinkFailedError) as raised:
+            linker.link_tree(source, tmp_path / "venv")
+    assert len(_fallback_warnings(caught)) == 1  # the fallback is still told, before the error
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.stats is not None
+    assert (raised.value.stats.hardlinked, raised.value.stats.copied) == (10, 10)
+    assert raised.value.not_removed == ()
+    assert not (tmp_path / "venv").exists()
+    assert [(f.from_mode, f.to_mode) for f in linker.fallbacks] == [(LinkMode.HARDLINK, LinkMode.COPY)]
