@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _mounts import ScratchMounts, find_litter
+from _fs_build import ScratchMounts
+from _litter import find_litter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -368,7 +369,7 @@ def test_every_scratch_name_already_planted(
     real_name = probe_module._scratch_name
 
     def planting_name(directory: str, tag: str) -> str:
-        name = real_name(directory, tag)
+        name: str = real_name(directory, tag)
         if planted == "symlink":
             os.symlink(victim, name)
         else:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, fill_inodes, run_as_nobody
+from _fs_build import ScratchMounts
+from _fs_fill import fill_inodes
+from _fs_nobody import run_as_nobody
 
 import linkprobe
 from linkprobe import LinkMode, Probe, UnsupportedModeError, probe
