@@ -56,16 +56,18 @@ SESSION_TMPFS_SIZE = "256m"
 def fuse_daemon_pid(mountpoint: Path) -> int:
     """The pid of the FUSE daemon serving *mountpoint* (found by its command line)."""
     wanted = os.fsencode(Path(mountpoint).resolve())
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(os.path.join(entry.path, "cmdline"), "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:  # the process exited meanwhile
-            continue
-        if wanted in argv and b"fuse" in os.path.basename(argv[0]):
-            return int(entry.name)
+    # A with-block: returning from inside a bare scandir loop leaves the iterator open.
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(os.path.join(entry.path, "cmdline"), "rb") as handle:
+                    argv = handle.read().split(b"\0")
+            except OSError:  # the process exited meanwhile
+                continue
+            if wanted in argv and b"fuse" in os.path.basename(argv[0]):
+                return int(entry.name)
     raise LookupError(f"no FUSE daemon found for {mountpoint}")
 
 

@@ -1,8 +1,8 @@
 """probe() and the CLI on real filesystems: every verdict equals what the kernel allows.
 
 Each scenario states the expected verdict of every mode, written from the kernel's rules
-(link(2), ioctl_ficlone(2)) and the measurements in shared/facts.md — not read back from
-linkprobe. The table printed with ``-s`` is the one quoted in the issue notes.
+(link(2), ioctl_ficlone(2)) and what these kernels were measured to do — not read back from
+linkprobe. Run with ``-s`` to print the table of verdicts, one row per scenario.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import enum
 
 from linkprobe.errors import InvalidModeError
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
