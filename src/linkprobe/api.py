@@ -19,12 +19,23 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import ClassVar, Final, NamedTuple
 
+    from typing_extensions import override
+else:
+
+    def override(method):
+        """For backends: a type checker checks that the method overrides one of LinkBackend's
+        (a renamed base method would otherwise leave a fast path silently unused); at run time
+        it is the identity, so importing typing_extensions costs nothing at start-up."""
+        return method
+
+
 __all__ = [
     "FileIdentity",
     "Fill",
     "LinkBackend",
     "ManyResult",
     "SourceHints",
+    "override",
 ]
 
 #: (st_dev, st_ino): what a name must still point at before we remove it, so that a
