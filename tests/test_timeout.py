@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from _fs_build import ScratchMounts, fuse_daemon_pid
 from _litter import SCRATCH_PREFIX, find_litter
+from _stderr import error_line
 
 from linkprobe import LinkMode, Status, UnsupportedModeError, probe
 from linkprobe.cli import main
@@ -97,8 +98,7 @@ def test_cli_rejects_a_bad_timeout_with_exit_2(tmp_path: Path, bad: str, capsys:
     with pytest.raises(SystemExit) as raised:
         main(["--timeout", bad, str(tmp_path), str(tmp_path / "t")])
     assert raised.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
+    err = error_line(capsys.readouterr().err)
     assert "--timeout" in err
 
 
