@@ -4,6 +4,7 @@ hardlink, symlink or copy — decided by real attempts on the real paths."""
 from __future__ import annotations
 
 from linkprobe.errors import (
+    AuditReadError,
     InvalidModeError,
     InvalidPathError,
     LinkFailedError,
@@ -24,12 +25,17 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from linkprobe.auditing import Audit, audit
     from linkprobe.linker import Fallback, Linker, LinkStats
 
 #: Public names imported on first use, each from its module: the linker pulls in
 #: concurrent.futures and logging, ~35 ms that the command line (which only probes) should
-#: not pay at every CI job start.
+#: not pay at every CI job start; the audit walks trees, which the probe does not need either.
+#: The audit's module is not named ``audit``: importing a submodule sets it as an attribute
+#: of this package, and ``linkprobe.audit`` would then be the module instead of the function.
 _LAZY: Final[dict[str, str]] = {
+    "Audit": "linkprobe.auditing",
+    "audit": "linkprobe.auditing",
     "Fallback": "linkprobe.linker",
     "Linker": "linkprobe.linker",
     "LinkStats": "linkprobe.linker",
@@ -55,6 +61,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "AUTO_ORDER",
     "SCRATCH_PREFIX",
+    "Audit",
+    "AuditReadError",
     "Fallback",
     "InvalidModeError",
     "InvalidPathError",
@@ -72,6 +80,7 @@ __all__ = [
     "UnsupportedModeError",
     "Verdict",
     "__version__",
+    "audit",
     "clear_cache",
     "parse_mode",
     "parse_order",
