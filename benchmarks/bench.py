@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import shutil
@@ -46,7 +47,7 @@ def make_tree(root: Path, files: int) -> None:
 
 
 def best_of(
-    rounds: int, runs: dict[str, Callable[[], None]], before: Callable[[], None] | None = None
+    rounds: int, runs: dict[str, Callable[[], object]], before: Callable[[], None] | None = None
 ) -> dict[str, float]:
     """Minimum wall time of each callable, interleaved round by round."""
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -124,7 +125,19 @@ def bare_syscalls(source: str, target: str) -> None:
             os.unlink(name)
 
 
-def command(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], None]:
+def repeat(call: Callable[[], object], times: int) -> Callable[[], None]:
+    def repeated() -> None:
+        for _ in range(times):
+            call()
+
+    return repeated
+
+
+def link_tree(mode: LinkMode, source: Path, tree: Path) -> None:
+    Linker(mode, env=None).link_tree(source, tree)
+
+
+def command(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], object]:
     return lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
 
 
@@ -181,8 +194,8 @@ def bench_probe(source: Path, target: Path, rounds: int) -> dict[str, float]:
     timings = best_of(
         rounds,
         {
-            "bare syscalls": lambda: [bare_syscalls(str(source), str(target)) for _ in range(calls)] and None,
-            "probe(cache=False)": lambda: [probe(source, target, cache=False) for _ in range(calls)] and None,
+            "bare syscalls": repeat(lambda: bare_syscalls(str(source), str(target)), calls),
+            "probe(cache=False)": repeat(lambda: probe(source, target, cache=False), calls),
         },
     )
     per_call = {name: value / calls * 1e6 for name, value in timings.items()}
@@ -237,7 +250,7 @@ def bench_link_tree(source: Path, tree: Path, rounds: int) -> dict[str, float]:
             rounds,
             {
                 label: command([*baseline, str(source), str(tree)]),
-                f"link_tree {mode.value}": lambda mode=mode: Linker(mode, env=None).link_tree(source, tree) and None,
+                f"link_tree {mode.value}": functools.partial(link_tree, mode, source, tree),
             },
             before=clearing(tree),
         )

@@ -15,6 +15,7 @@ nothing here asserts; it prints.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shutil
@@ -89,14 +90,14 @@ def main() -> int:
         result = audit(source, copies)
         print(f"# copies: {result.kinds['copy'].files} copy, held twice {result.duplicated_files}")
         for label, target in (("copies", copies), ("hardlinks", links)):
-            cli = [sys.executable, "-m", "linkprobe", "audit", "--format", "json", source, target]
+            cli: list[str | Path] = [sys.executable, "-m", "linkprobe", "audit", "--format", "json", source, target]
             quiet(*cli)()  # writes the bytecode caches of an editable install once
             times = best_of(
                 args.rounds,
                 {
                     "du": quiet("du", "-s", source, target),
                     "cli": quiet(*cli),
-                    "library": lambda target=target: audit(source, target),
+                    "library": functools.partial(audit, source, target),
                 },
             )
             du = times["du"]

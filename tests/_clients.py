@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from _extents import extents, fiemap_supported, overlaps_any_block, shares_extents
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 
 #: Small pure wheels with several files each; the uv tests install exactly these.
 WHEELS = ("packaging==26.4", "idna==3.20", "six==1.17.0")

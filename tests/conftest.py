@@ -1,4 +1,4 @@
-"""pytest glue for the scratch filesystems in ``_mounts.py``.
+"""pytest glue for the scratch filesystems of ``_fs_build.py``.
 
 * ``mounts``: one session-wide ScratchMounts.  Its builders call ``need(kind)``
   first, so ``mounts.btrfs("a")`` skips the test when btrfs cannot be built
@@ -24,19 +24,15 @@ import pytest
 
 # tests/ has no __init__.py, so the default "prepend" import mode puts this
 # directory on sys.path; with --import-mode=importlib it does not, and
-# ``import _mounts`` would fail.  Make it work either way.
+# ``import _fs_build`` and friends would fail.  Make it work either way.
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from _mounts import (  # noqa: E402
-    SCRATCH_PREFIX,
-    ScratchMounts,
-    find_litter,
-    make_base_dir,
-    need,
-    sweep_stale,
-)
+from _fs_base import make_base_dir, sweep_stale  # noqa: E402
+from _fs_build import ScratchMounts  # noqa: E402
+from _fs_capability import need  # noqa: E402
+from _litter import SCRATCH_PREFIX, find_litter  # noqa: E402
 
 # The session's ScratchMounts, present only once some test asked for it.
 _MOUNTS_KEY = pytest.StashKey[ScratchMounts]()

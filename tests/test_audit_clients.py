@@ -43,8 +43,11 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def uv_install(cache: Path, venv: Path, wheelhouse: Path, mode: str) -> None:
     env = uv_env(wheelhouse, {"UV_CACHE_DIR": str(cache), "UV_LINK_MODE": mode})
-    offline = ["--offline", "--no-index", "--find-links", wheelhouse]
-    for argv in (["venv", venv], ["pip", "install", "--python", venv / "bin" / "python", *offline, *WHEEL_NAMES]):
+    offline = ["--offline", "--no-index", "--find-links", str(wheelhouse)]
+    for argv in (
+        ["venv", str(venv)],
+        ["pip", "install", "--python", str(venv / "bin" / "python"), *offline, *WHEEL_NAMES],
+    ):
         result = run(["uv", *argv], env=env)
         assert result.returncode == 0, result.stderr
 

@@ -206,7 +206,7 @@ def _times(paths: list[Path]) -> dict[str, tuple[int, ...]]:
     """inode, size, mtime and atime in ns of each path, by lstat alone: listing a directory
     here would itself update its atime (relatime compares with the ctime, which the probe's
     scratch files move and nobody can put back)."""
-    found = {}
+    found: dict[str, tuple[int, ...]] = {}
     for path in paths:
         info = path.lstat()
         found[str(path)] = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_atime_ns)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _marks import NEEDS_LINUX_SYSCALLS
 
 from linkprobe import LinkMode, SideFacts
 from linkprobe import linux as linux_module
@@ -23,8 +24,6 @@ from linkprobe.linux import LinuxBackend
 from linkprobe.macos import CLONE_NOOWNERCOPY, MacOSBackend
 from linkprobe.reasons import ReasonContext, errno_of, explain_failure
 from linkprobe.windows import FSCTL_DUPLICATE_EXTENTS_TO_FILE, DuplicateExtentsData, WindowsBackend
-
-linux_only = pytest.mark.skipif(sys.platform != "linux", reason="exercises Linux system calls")
 
 
 @pytest.fixture
@@ -105,7 +104,7 @@ def test_macos_clone_errno_is_read_after_the_call(clean_ctypes_errno: None) -> N
     assert info.value.errno == errno.EXDEV
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_macos_backend_without_clonefile_reports_enotsup(tmp_path: Path) -> None:
     # On Linux libc has no clonefile(): the lazily loaded call reports ENOTSUP and creates nothing.
     source = write(tmp_path / "src", b"data")
@@ -283,7 +282,7 @@ def test_every_backend_module_imports_in_a_fresh_interpreter() -> None:
 # -------------------------------------------------------------------- Linux on tmp_path
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 @pytest.mark.parametrize("mode", [0o755, 0o644, 0o700, 0o640])
 def test_linux_copy_keeps_bytes_and_permission_bits(tmp_path: Path, strict_umask: None, mode: int) -> None:
     data = os.urandom(70_000)
@@ -294,7 +293,7 @@ def test_linux_copy_keeps_bytes_and_permission_bits(tmp_path: Path, strict_umask
     assert stat.S_IMODE(os.stat(target).st_mode) == mode
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_linux_copy_keeps_bits_with_zero_umask(tmp_path: Path) -> None:
     previous = os.umask(0)
     try:
@@ -305,7 +304,7 @@ def test_linux_copy_keeps_bits_with_zero_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "dst").st_mode) == 0o775
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_linux_copy_keeps_bits_after_the_process_changes_its_umask(tmp_path: Path) -> None:
     backend = LinuxBackend()
     source = write(tmp_path / "src", b"#!/bin/sh\n", 0o755)
@@ -320,7 +319,7 @@ def test_linux_copy_keeps_bits_after_the_process_changes_its_umask(tmp_path: Pat
     assert stat.S_IMODE(os.stat(tmp_path / "second").st_mode) == 0o755
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_linux_copy_drops_setuid(tmp_path: Path) -> None:
     source = write(tmp_path / "src", b"#!/bin/sh\n", 0o4755)
     if not os.stat(source).st_mode & stat.S_ISUID:
@@ -330,7 +329,7 @@ def test_linux_copy_drops_setuid(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o755
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_linux_copy_of_empty_file(tmp_path: Path) -> None:
     source = write(tmp_path / "src", b"")
     target = str(tmp_path / "dst")
@@ -338,7 +337,7 @@ def test_linux_copy_of_empty_file(tmp_path: Path) -> None:
     assert Path(target).read_bytes() == b""
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_linux_copy_to_existing_name_leaves_it_untouched(tmp_path: Path) -> None:
     source = write(tmp_path / "src", b"new contents")
     target = write(tmp_path / "dst", b"old", 0o600)
@@ -348,7 +347,7 @@ def test_linux_copy_to_existing_name_leaves_it_untouched(tmp_path: Path) -> None
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_linux_copy_does_not_follow_a_symlink_at_the_target(tmp_path: Path) -> None:
     source = write(tmp_path / "src", b"new contents")
     victim = write(tmp_path / "victim", b"precious")
@@ -360,7 +359,7 @@ def test_linux_copy_does_not_follow_a_symlink_at_the_target(tmp_path: Path) -> N
     assert target.is_symlink()
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_linux_clone_succeeds_or_leaves_nothing(tmp_path: Path) -> None:
     data = os.urandom(10_000)
     source = write(tmp_path / "src", data, 0o755)
@@ -379,7 +378,7 @@ def test_linux_clone_succeeds_or_leaves_nothing(tmp_path: Path) -> None:
         assert stat.S_IMODE(os.stat(target).st_mode) == 0o755
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_create_scratch(tmp_path: Path) -> None:
     name = str(tmp_path / ".linkprobe-test-src")
     identity = LinuxBackend().create_scratch(name)
@@ -390,7 +389,7 @@ def test_create_scratch(tmp_path: Path) -> None:
     os.unlink(name)
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_create_scratch_refuses_a_planted_symlink(tmp_path: Path) -> None:
     victim = write(tmp_path / "victim", b"precious", 0o644)
     name = tmp_path / ".linkprobe-planted"
@@ -403,7 +402,7 @@ def test_create_scratch_refuses_a_planted_symlink(tmp_path: Path) -> None:
     name.unlink()
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_create_scratch_refuses_a_dangling_planted_symlink(tmp_path: Path) -> None:
     would_be_created = tmp_path / "elsewhere"
     name = tmp_path / ".linkprobe-planted"
@@ -421,7 +420,7 @@ def test_create_flags_are_exclusive_and_nofollow() -> None:
         assert CREATE_FLAGS & os.O_NOFOLLOW
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_remove_if_same_refuses_a_replaced_name(tmp_path: Path) -> None:
     backend = LinuxBackend()
     name = str(tmp_path / ".linkprobe-x")
@@ -436,7 +435,7 @@ def test_remove_if_same_refuses_a_replaced_name(tmp_path: Path) -> None:
     os.unlink(name)
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_remove_if_same_removes_its_own_file(tmp_path: Path) -> None:
     backend = LinuxBackend()
     name = str(tmp_path / ".linkprobe-y")
@@ -447,7 +446,7 @@ def test_remove_if_same_removes_its_own_file(tmp_path: Path) -> None:
     assert backend.identity(name) is None
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_remove_if_same_on_a_symlink_removes_the_link_only(tmp_path: Path) -> None:
     backend = LinuxBackend()
     victim = write(tmp_path / "victim", b"keep")
@@ -461,7 +460,7 @@ def test_remove_if_same_on_a_symlink_removes_the_link_only(tmp_path: Path) -> No
     assert Path(victim).read_bytes() == b"keep"
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_remove_if_same_without_identity_removes(tmp_path: Path) -> None:
     name = write(tmp_path / ".linkprobe-z", b"")
     assert LinuxBackend().remove_if_same(name, None) is True
@@ -484,7 +483,7 @@ def big_source(tmp_path: Path) -> tuple[str, bytes]:
     return write(tmp_path / "big", data, 0o755), data
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_copy_falls_back_to_read_write(
     tmp_path: Path, big_source: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -508,7 +507,7 @@ def test_copy_falls_back_to_read_write(
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o755
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_copy_falls_back_to_sendfile(
     tmp_path: Path, big_source: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -531,7 +530,7 @@ def test_copy_falls_back_to_sendfile(
     assert Path(target).read_bytes() == data
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_copy_without_copy_file_range_attribute(
     tmp_path: Path, big_source: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -542,7 +541,7 @@ def test_copy_without_copy_file_range_attribute(
     assert Path(target).read_bytes() == data
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_copy_range_reporting_zero_at_start_falls_back(
     tmp_path: Path, big_source: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -554,7 +553,7 @@ def test_copy_range_reporting_zero_at_start_falls_back(
     assert Path(target).read_bytes() == data
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_copy_failing_midway_removes_the_partial_target(
     tmp_path: Path, big_source: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,7 +29,7 @@ from _clients import (
     uv_env,
     uv_pairs,
 )
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 
 pytestmark = pytest.mark.realfs
 

@@ -31,7 +31,7 @@ from _clients import (
     prepare_pnpm_kit,
     run,
 )
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 
 pytestmark = pytest.mark.realfs
 
@@ -57,7 +57,7 @@ def pnpm_install(kit: Path, store: Path, project: Path, home: Path, settings: di
     env = client_env({"HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), **settings})
     env.pop("XDG_DATA_HOME", None)
     env.pop("XDG_STATE_HOME", None)
-    argv = [pnpm_bin(kit), "install", "--offline", "--frozen-lockfile", *pnpm_dirs(store, home / "pnpm-cache")]
+    argv = [str(pnpm_bin(kit)), "install", "--offline", "--frozen-lockfile", *pnpm_dirs(store, home / "pnpm-cache")]
     result = run(argv, env=env, cwd=project)
     printed = result.stdout + result.stderr
     assert result.returncode == 0, printed

@@ -27,7 +27,7 @@ from _clients import (
     uv_env,
     uv_pairs,
 )
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 
 pytestmark = pytest.mark.realfs
 
@@ -40,9 +40,12 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def uv_install(venv: Path, wheelhouse: Path, env: dict[str, str]) -> str:
     """`uv venv` + `uv pip install`, offline; returns everything uv printed."""
-    offline = ["--offline", "--no-index", "--find-links", wheelhouse]
+    offline = ["--offline", "--no-index", "--find-links", str(wheelhouse)]
     printed = []
-    for argv in (["venv", venv], ["pip", "install", "--python", venv / "bin" / "python", *offline, *WHEEL_NAMES]):
+    for argv in (
+        ["venv", str(venv)],
+        ["pip", "install", "--python", str(venv / "bin" / "python"), *offline, *WHEEL_NAMES],
+    ):
         result = run(["uv", *argv], env=env)
         assert result.returncode == 0, result.stderr
         printed.append(result.stdout + result.stderr)

@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _marks import NEEDS_LINUX_SYSCALLS
 
 from linkprobe import LinkMode
 from linkprobe import linux as linux_module
 from linkprobe.api import KEPT_MODE_BITS, LinkBackend, SourceHints
 from linkprobe.generic import GenericBackend
 from linkprobe.linux import LinuxBackend
-
-linux_only = pytest.mark.skipif(sys.platform != "linux", reason="LinuxBackend's fast path needs Linux")
 
 NAMES = ("a.py", "b.bin", "tool", "empty", "big.dat")
 
@@ -59,7 +58,7 @@ def outcome(source: Path, target: Path) -> list[tuple[str, bytes, int, bool]]:
     ]
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
 def test_fast_path_makes_what_the_per_file_loop_makes(tmp_path: Path, mode: LinkMode) -> None:
     files = make_source(tmp_path / "src")
@@ -77,7 +76,7 @@ def test_fast_path_makes_what_the_per_file_loop_makes(tmp_path: Path, mode: Link
         assert {row[0]: row[2] for row in results["fast"]}["tool"] == 0o755
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK, LinkMode.CLONE])
 @pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
 def test_stops_at_the_first_failure_and_resumes_from_start(
@@ -101,7 +100,7 @@ def test_stops_at_the_first_failure_and_resumes_from_start(
     assert sorted(os.listdir(target)) == sorted(NAMES)
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_a_copy_failing_midway_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = make_source(tmp_path / "src")
     target = tmp_path / "dst"
@@ -122,7 +121,7 @@ def test_a_copy_failing_midway_leaves_no_partial_file(tmp_path: Path, monkeypatc
     assert "big.dat" not in os.listdir(target)
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_umask_unknown_still_keeps_the_bits(tmp_path: Path) -> None:
     files = [(name, hints._replace(umask=None)) for name, hints in make_source(tmp_path / "src")]
     target = tmp_path / "dst"
@@ -136,7 +135,7 @@ def test_umask_unknown_still_keeps_the_bits(tmp_path: Path) -> None:
     assert stat.S_IMODE((target / "a.py").stat().st_mode) == 0o644
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 def test_a_directory_that_cannot_be_opened_fails_the_first_file(tmp_path: Path) -> None:
     files = make_source(tmp_path / "src")
     done, error = LinuxBackend().make_many(
@@ -173,7 +172,7 @@ def test_symlink_mode_links_to_absolute_paths(tmp_path: Path) -> None:
     assert os.readlink(tmp_path / "dst" / "a.py") == str(tmp_path / "src" / "a.py")
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 @pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
 def test_a_stale_size_hint_still_copies_to_end_of_file(tmp_path: Path, backend: LinkBackend) -> None:
     """The cache file grew (or was replaced) after the scan: every byte is still copied."""
@@ -185,7 +184,7 @@ def test_a_stale_size_hint_still_copies_to_end_of_file(tmp_path: Path, backend: 
         assert (tmp_path / "dst" / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 @pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
 def test_a_name_swapped_for_a_symlink_after_the_scan_is_never_followed(tmp_path: Path, backend: LinkBackend) -> None:
     files = make_source(tmp_path / "src")
@@ -208,7 +207,7 @@ def test_a_name_swapped_for_a_symlink_after_the_scan_is_never_followed(tmp_path:
     assert (target / "a.py").lstat().st_ino != secret.stat().st_ino
 
 
-@linux_only
+@NEEDS_LINUX_SYSCALLS
 @pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
 def test_an_error_at_close_is_a_failure_and_removes_the_file(
     tmp_path: Path, backend: LinkBackend, monkeypatch: pytest.MonkeyPatch

@@ -6,10 +6,10 @@ Nothing here mounts anything; the only system reads are ``mount_table()`` of thi
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from _marks import NEEDS_PROC_MOUNTINFO
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -277,7 +277,7 @@ def test_find_mount_windows_casefold_changes_length() -> None:
 # --------------------------------------------------------------------------- mount_table
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/mountinfo is Linux")
+@NEEDS_PROC_MOUNTINFO
 def test_mount_table_of_this_machine_has_root() -> None:
     mounts = mount_table()
     assert "/" in {mount.mount_point for mount in mounts}

@@ -1,4 +1,4 @@
-"""Tests of the scratch-filesystem fixtures themselves (tests/_mounts.py)."""
+"""Tests of the scratch-filesystem fixtures themselves (tests/_fs_*.py, _mountinfo.py, _litter.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from _mounts import (
-    KINDS,
-    SCRATCH_PREFIX,
-    ScratchMounts,
-    capability_missing,
-    fill_inodes,
-    fill_space,
-    find_litter,
-    find_mount,
-    make_base_dir,
-    need,
-    read_mountinfo,
-    run_as_nobody,
-)
+from _fs_base import make_base_dir
+from _fs_build import ScratchMounts
+from _fs_capability import KINDS, capability_missing, need
+from _fs_fill import fill_inodes, fill_space
+from _fs_nobody import run_as_nobody
+from _litter import SCRATCH_PREFIX, find_litter
+from _mountinfo import find_mount, read_mountinfo
 
 pytestmark = pytest.mark.realfs
 

@@ -147,7 +147,7 @@ def test_a_mount_table_change_drops_the_cache(pair: tuple[Path, Path]) -> None:
     mount_generation()  # the watch is open
     real_poll = watch.poll
     assert real_poll is not None
-    reported = []
+    reported: list[bool] = []
 
     def poll_with_one_change(timeout: int) -> list[tuple[int, int]]:
         if not reported:  # the kernel reports a change once per descriptor

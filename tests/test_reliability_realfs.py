@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, fill_space, find_litter, run_as_nobody
+from _fs_build import ScratchMounts
+from _fs_fill import fill_space
+from _fs_nobody import run_as_nobody
+from _litter import find_litter
 
 import linkprobe
 from linkprobe import LinkMode, probe

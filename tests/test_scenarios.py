@@ -1,8 +1,8 @@
 """probe() and the CLI on real filesystems: every verdict equals what the kernel allows.
 
 Each scenario states the expected verdict of every mode, written from the kernel's rules
-(link(2), ioctl_ficlone(2)) and the measurements in shared/facts.md — not read back from
-linkprobe. The table printed with ``-s`` is the one quoted in the issue notes.
+(link(2), ioctl_ficlone(2)) and what these kernels were measured to do — not read back from
+linkprobe. Run with ``-s`` to print the table of verdicts, one row per scenario.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, fill_inodes, run_as_nobody
+from _fs_build import ScratchMounts
+from _fs_fill import fill_inodes
+from _fs_nobody import run_as_nobody
 
 import linkprobe
 from linkprobe import LinkMode, Probe, UnsupportedModeError, probe

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from _mounts import SCRATCH_PREFIX, ScratchMounts, find_litter, fuse_daemon_pid
+from _fs_build import ScratchMounts, fuse_daemon_pid
+from _litter import SCRATCH_PREFIX, find_litter
 from _stderr import error_line
 
 from linkprobe import LinkMode, Status, UnsupportedModeError, probe

@@ -24,7 +24,6 @@ from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode, parse_order
 from linkprobe.probe import SCRATCH_PREFIX, clear_cache, probe, select
 from linkprobe.result import Probe, SideFacts, Status, Verdict
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final
@@ -35,27 +34,34 @@ if TYPE_CHECKING:
     from linkprobe.auditing import Audit, audit
     from linkprobe.linker import Fallback, Linker, LinkStats
 
-#: Imported on first use: the linker pulls in concurrent.futures and logging, ~35 ms that
-#: the command line (which only probes) should not pay at every CI job start.
-_LAZY: Final[frozenset[str]] = frozenset({"Fallback", "Linker", "LinkStats"})
-
-
-#: The audit walks trees; the probe command does not need it either. Its module is not
-#: named ``audit``: importing a submodule sets it as an attribute of this package, and
-#: ``linkprobe.audit`` would then be the module instead of the function.
-_LAZY_AUDIT: Final[frozenset[str]] = frozenset({"Audit", "audit"})
+#: Public names imported on first use, each from its module: the linker pulls in
+#: concurrent.futures and logging, ~35 ms that the command line (which only probes) should
+#: not pay at every CI job start; the audit walks trees, which the probe does not need either.
+#: The audit's module is not named ``audit``: importing a submodule sets it as an attribute
+#: of this package, and ``linkprobe.audit`` would then be the module instead of the function.
+_LAZY: Final[dict[str, str]] = {
+    "Audit": "linkprobe.auditing",
+    "audit": "linkprobe.auditing",
+    "Fallback": "linkprobe.linker",
+    "Linker": "linkprobe.linker",
+    "LinkStats": "linkprobe.linker",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_AUDIT:
-        from linkprobe import auditing
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(auditing, name)
-    if name in _LAZY:
-        from linkprobe import linker
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return getattr(linker, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    # Without this, dir(linkprobe) lists only what is already imported, hiding the lazy names.
+    return list(__all__)
 
 
 __all__ = [

@@ -10,7 +10,6 @@ from linkprobe.extents import ExtentBytes
 from linkprobe.modes import LinkMode
 from linkprobe.result import Status, Verdict
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final

@@ -15,10 +15,19 @@ from collections.abc import Callable, Sequence
 
 from linkprobe.modes import LinkMode
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import ClassVar, Final, NamedTuple
+
+    from typing_extensions import override
+else:
+
+    def override(method):
+        """For backends: a type checker checks that the method overrides one of LinkBackend's
+        (a renamed base method would otherwise leave a fast path silently unused); at run time
+        it is the identity, so importing typing_extensions costs nothing at start-up."""
+        return method
+
 
 __all__ = [
     "FileIdentity",
@@ -26,6 +35,7 @@ __all__ = [
     "LinkBackend",
     "ManyResult",
     "SourceHints",
+    "override",
 ]
 
 #: (st_dev, st_ino): what a name must still point at before we remove it, so that a
@@ -34,8 +44,9 @@ FileIdentity = tuple[int, int]
 
 _O_CLOEXEC: Final[int] = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY: Final[int] = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
-# O_NOFOLLOW: a planted symlink at our scratch name must never be followed (issue 5);
-# O_EXCL already refuses an existing name, this also covers the open of a name we check.
+# O_NOFOLLOW: a symlink planted at our scratch name (by another user of a shared directory)
+# must never be followed; O_EXCL already refuses an existing name, this also covers the open
+# of a name we check.
 _O_NOFOLLOW: Final[int] = getattr(os, "O_NOFOLLOW", 0)
 CREATE_FLAGS: Final[int] = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY | _O_NOFOLLOW
 READ_FLAGS: Final[int] = os.O_RDONLY | _O_CLOEXEC | _O_BINARY
@@ -52,7 +63,7 @@ if TYPE_CHECKING:
 
     class SourceHints(NamedTuple):
         """What a caller already knows about a source file (e.g. from ``os.scandir``), so
-        that materialising thousands of files does not ``fstat`` each one again (issue 3)."""
+        that materialising thousands of files does not ``fstat`` each one again (one system call saved per file)."""
 
         #: Permission bits to give the new file (already masked with KEPT_MODE_BITS).
         mode: int
@@ -126,7 +137,7 @@ class LinkBackend(ABC):
         Returns the index of the file that failed and its error, or ``(len(files), None)``.
         What an error means is the caller's to decide, as for one file. This base class
         calls :meth:`make` per file; a backend may override it to work relative to
-        directory descriptors, which saves a path lookup per name (issue 3).
+        directory descriptors, which saves a path lookup per name.
         """
         for index in range(start, len(files)):
             name, hints = files[index]

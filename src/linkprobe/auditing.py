@@ -37,7 +37,6 @@ from linkprobe.modes import LinkMode
 from linkprobe.probe import SCRATCH_PREFIX, probe
 from linkprobe.result import Probe
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final

@@ -27,7 +27,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final

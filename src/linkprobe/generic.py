@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from linkprobe.api import LinkBackend, SourceHints
+from linkprobe.api import LinkBackend, SourceHints, override
 
 __all__ = ["GenericBackend"]
 
@@ -14,6 +14,7 @@ class GenericBackend(LinkBackend):
 
     name = "generic"
 
+    @override
     def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
         del hints  # nothing to save: no fd is opened
         raise OSError(errno.EOPNOTSUPP, "no clone call known for this OS", source, None, target)

@@ -7,10 +7,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from linkprobe.api import Fill, LinkBackend, ManyResult, SourceHints
+from linkprobe.api import Fill, LinkBackend, ManyResult, SourceHints, override
 from linkprobe.modes import LinkMode
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
@@ -48,9 +47,11 @@ class LinuxBackend(LinkBackend):
 
     name = "linux"
 
+    @override
     def clone(self, source: str, target: str, hints: SourceHints | None = None) -> None:
         self.fill_new_file(source, target, _ficlone, hints)
 
+    @override
     def copy_data(self, source_fd: int, target_fd: int, size: int) -> None:
         copied = _copy_file_range(source_fd, target_fd, size)
         if copied is None:
@@ -58,6 +59,7 @@ class LinuxBackend(LinkBackend):
         if copied is None:
             super().copy_data(source_fd, target_fd, size)
 
+    @override
     def make_many(
         self,
         mode: LinkMode,
@@ -93,6 +95,7 @@ class LinuxBackend(LinkBackend):
         finally:
             os.close(source_fd)
 
+    @override
     def has_default_acl(self, directory: str) -> bool:
         # acl(5): with a default ACL on the directory, the umask is not applied to new
         # files; the ACL's entries cut the mode instead (e.g. the executable bit).
@@ -105,6 +108,7 @@ class LinuxBackend(LinkBackend):
             # without them, exFAT). Anything else: cannot tell, so do not trust the umask.
             return exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP)
 
+    @override
     def umask(self) -> int | None:
         # /proc/self/status has "Umask:" since Linux 4.7; reading it changes nothing.
         try:

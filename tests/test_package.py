@@ -1,0 +1,86 @@
+"""The package's surface: what ``dir(linkprobe)`` shows, and what the command line's start-up imports.
+
+The start-up test runs a fresh interpreter with ``-I -S`` (no site, no user paths, no
+environment variables), so that nothing but linkprobe itself can have imported ``typing``:
+a ``.pth`` file in site-packages often does, which would hide a regression in a normal run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import linkprobe
+
+#: The directory that holds the linkprobe package, for a child that ignores PYTHONPATH (-I).
+_PACKAGE_PARENT = str(Path(linkprobe.__file__).resolve().parent.parent)
+
+#: Run by the child: import the CLI, then run the documented `python -m linkprobe SOURCE TARGET`.
+_CHILD = """
+import json, runpy, sys
+sys.path.insert(0, {parent!r})
+import linkprobe.cli
+after_import = "typing" in sys.modules
+sys.argv = ["linkprobe", "--format", "json", {source!r}, {target!r}]
+try:
+    runpy.run_module("linkprobe", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({{"after_import": after_import, "after_probe": "typing" in sys.modules, "code": code}}))
+"""
+
+
+def test_cli_start_up_does_not_import_typing(tmp_path: Path) -> None:
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    code = _CHILD.format(parent=_PACKAGE_PARENT, source=str(source), target=str(target))
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    *probe_output, verdict = done.stdout.splitlines()
+    seen = json.loads(verdict)
+    assert json.loads("\n".join(probe_output))["best"] is not None  # the probe really ran
+    assert seen == {"after_import": False, "after_probe": False, "code": 0}
+
+
+def test_dir_shows_every_public_name_including_lazy_ones() -> None:
+    names = dir(linkprobe)
+    assert names == sorted(linkprobe.__all__)
+    lazy = linkprobe._LAZY
+    assert set(lazy) <= set(names)
+
+
+@pytest.mark.parametrize("name", sorted(linkprobe._LAZY))
+def test_lazy_name_comes_from_its_module(name: str) -> None:
+    module = importlib.import_module(linkprobe._LAZY[name])
+    assert getattr(linkprobe, name) is getattr(module, name)
+
+
+def test_every_name_in_all_resolves() -> None:
+    for name in linkprobe.__all__:
+        assert getattr(linkprobe, name) is not None
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        _ = linkprobe.nonexistent
+
+
+def test_mounts_facade_reexports_the_job_modules() -> None:
+    """tests/_mounts.py only re-exports; each name is the job module's own object."""
+    import _mounts
+
+    for name in _mounts.__all__:
+        value = getattr(_mounts, name)
+        home = getattr(value, "__module__", None)
+        if isinstance(home, str) and home != "_mounts":
+            assert getattr(importlib.import_module(home), name) is value
