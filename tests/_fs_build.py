@@ -46,7 +46,7 @@ from _mountinfo import is_under, read_mountinfo
 __all__ = ["ScratchMounts", "fuse_daemon_pid"]
 
 MIB = 1024 * 1024
-EXT4_MIB = 64
+EXT4_MIB = 512  # sparse; room for the real installs (uv, pnpm, bun) that share it in one session
 BTRFS_MIB = 256  # mkfs.btrfs wants >= ~114 MiB; sparse, so size is free.
 XFS_MIB = 320  # mkfs.xfs refuses filesystems smaller than 300 MiB.
 EXFAT_MIB = 64
@@ -134,7 +134,7 @@ class ScratchMounts:
     # -- public filesystem builders ---------------------------------------
 
     def ext4(self) -> Path:
-        """Fresh dir on the session's loop-mounted ext4 (64 MiB)."""
+        """Fresh dir on the session's loop-mounted ext4 (EXT4_MIB)."""
         return self._fresh_dir(self._shared_mount("ext4", "ext4", self._build_ext4))
 
     def ext4_other(self) -> Path:

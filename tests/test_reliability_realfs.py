@@ -107,7 +107,7 @@ def test_sticky_directory_with_a_racer_planting_names(mounts: ScratchMounts) -> 
     names; test_reliability.py plants exactly those names in-process, and swaps them
     between create and remove.)
     """
-    base = mounts.tmpfs()  # plenty of inodes for the racer's names (a 64 MiB ext4 has 16,384)
+    base = mounts.tmpfs()  # plenty of inodes for the racer's names (the shared ext4 has far fewer)
     shared = base / "shared"
     shared.mkdir()
     shared.chmod(0o1777)
