@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from linkprobe.benchmarking import BenchResult, bench
     from linkprobe.linker import Fallback, Linker, LinkStats
 
 #: Imported on first use: the linker pulls in concurrent.futures and logging, ~35 ms that
 #: the command line (which only probes) should not pay at every CI job start.
 _LAZY: Final[frozenset[str]] = frozenset({"Fallback", "Linker", "LinkStats"})
+#: Imported on first use too: the benchmark is a command of its own.
+_LAZY_BENCH: Final[frozenset[str]] = frozenset({"BenchResult", "bench"})
 
 
 def __getattr__(name: str) -> Any:
@@ -37,12 +40,17 @@ def __getattr__(name: str) -> Any:
         from linkprobe import linker
 
         return getattr(linker, name)
+    if name in _LAZY_BENCH:
+        from linkprobe import benchmarking
+
+        return getattr(benchmarking, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "AUTO_ORDER",
     "SCRATCH_PREFIX",
+    "BenchResult",
     "Fallback",
     "InvalidModeError",
     "InvalidPathError",
@@ -60,6 +68,7 @@ __all__ = [
     "UnsupportedModeError",
     "Verdict",
     "__version__",
+    "bench",
     "clear_cache",
     "parse_mode",
     "parse_order",
