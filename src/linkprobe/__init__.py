@@ -25,17 +25,29 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from linkprobe.auditing import Audit, audit
     from linkprobe.benchmarking import BenchResult, bench
     from linkprobe.linker import Fallback, Linker, LinkStats
 
 #: Imported on first use: the linker pulls in concurrent.futures and logging, ~35 ms that
 #: the command line (which only probes) should not pay at every CI job start.
 _LAZY: Final[frozenset[str]] = frozenset({"Fallback", "Linker", "LinkStats"})
-#: Imported on first use too: the benchmark is a command of its own.
+#: Imported on first use too: the benchmark is a command of its own (module not named
+#: ``bench`` for the audit's reason below).
 _LAZY_BENCH: Final[frozenset[str]] = frozenset({"BenchResult", "bench"})
 
 
+#: The audit walks trees; the probe command does not need it either. Its module is not
+#: named ``audit``: importing a submodule sets it as an attribute of this package, and
+#: ``linkprobe.audit`` would then be the module instead of the function.
+_LAZY_AUDIT: Final[frozenset[str]] = frozenset({"Audit", "audit"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_AUDIT:
+        from linkprobe import auditing
+
+        return getattr(auditing, name)
     if name in _LAZY:
         from linkprobe import linker
 
@@ -50,6 +62,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AUTO_ORDER",
     "SCRATCH_PREFIX",
+    "Audit",
     "BenchResult",
     "Fallback",
     "InvalidModeError",
@@ -68,6 +81,7 @@ __all__ = [
     "UnsupportedModeError",
     "Verdict",
     "__version__",
+    "audit",
     "bench",
     "clear_cache",
     "parse_mode",
