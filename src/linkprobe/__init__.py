@@ -10,6 +10,7 @@ from linkprobe.errors import (
     LinkModeFallbackWarning,
     LinkprobeError,
     NoUsableModeError,
+    SampleError,
     TargetNotDirectoryError,
     UnsupportedModeError,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "LinkprobeError",
     "NoUsableModeError",
     "Probe",
+    "SampleError",
     "SideFacts",
     "Status",
     "TargetNotDirectoryError",

@@ -125,6 +125,7 @@ class ModeBench:
     round_seconds: tuple[float, ...]
     #: Bytes of the result not shared with the sample (the audit's copy + other data).
     disk_bytes: int | None
+    #: Regular files and their bytes materialised per round (the sample's, when not timed).
     files: int
     bytes: int
 
@@ -162,6 +163,8 @@ class ModeBench:
             "files_per_second": self.files_per_second,
             "bytes_per_second": self.bytes_per_second,
             "disk_bytes": self.disk_bytes,
+            "files": self.files,
+            "bytes": self.bytes,
         }
 
 
@@ -359,11 +362,11 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def _free_bytes(directory: str) -> int | None:
+    """Bytes an unprivileged user may still write there; None where it cannot be read."""
     try:
-        info = os.statvfs(directory)
-    except (OSError, AttributeError):
+        return shutil.disk_usage(directory).free
+    except OSError:
         return None
-    return info.f_bavail * info.f_frsize
 
 
 def _write_synthetic(root: str, files: int, seed: int, progress: Progress | None) -> tuple[int, int]:
@@ -633,7 +636,8 @@ def _time_modes(
     timed = [mode for mode in _TIMING_ORDER if result.supports(mode)]
     seconds: dict[LinkMode, list[float]] = {mode: [] for mode in timed}
     disk: dict[LinkMode, int | None] = {}
-    failed: dict[LinkMode, BaseException] = {}
+    failed: dict[LinkMode, LinkprobeError | OSError] = {}
+    made: dict[LinkMode, tuple[int, int]] = {}
     for round_index in range(rounds):
         for mode in timed:
             if mode in failed:
@@ -645,8 +649,9 @@ def _time_modes(
             linker = Linker(mode, env=None)
             start = time.perf_counter()
             try:
-                linker.link_tree(sample_dir, destination)
+                stats = linker.link_tree(sample_dir, destination)
                 elapsed = time.perf_counter() - start
+                made[mode] = (stats.files, stats.bytes)
                 if round_index == 0:
                     if progress:
                         progress(f"{mode.value}: counting disk use")
@@ -667,10 +672,9 @@ def _time_modes(
             code = error.errno if isinstance(error, OSError) else None
             entries.append(ModeBench(mode, "failed", str(error), code, (), None, info.files, info.bytes))
         elif mode in seconds:
+            files, size = made[mode]
             entries.append(
-                ModeBench(
-                    mode, "timed", verdict.reason, None, tuple(seconds[mode]), disk.get(mode), info.files, info.bytes
-                )
+                ModeBench(mode, "timed", verdict.reason, None, tuple(seconds[mode]), disk.get(mode), files, size)
             )
         else:
             entries.append(
