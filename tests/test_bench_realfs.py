@@ -123,6 +123,10 @@ def test_btrfs_subvolumes_time_clone_and_refuse_hardlink(mounts: ScratchMounts) 
     # those; the data extents are shared.
     assert clone.disk_bytes <= 0.05 * result.sample.bytes
     assert result.best is LinkMode.CLONE
+    # btrfs serves copy_file_range as a clone, across subvolumes too.
+    copy = result.mode("copy")
+    assert copy.disk_bytes is not None
+    assert copy.disk_bytes <= 0.05 * result.sample.bytes
     assert not target.exists()
 
 
@@ -133,6 +137,11 @@ def test_xfs_reflink_times_clone_and_hardlink(mounts: ScratchMounts) -> None:
     clone = result.mode("clone")
     assert clone.disk_bytes is not None
     assert clone.disk_bytes <= 0.05 * result.sample.bytes
+    # linkprobe's copy uses copy_file_range(2), which XFS serves by sharing extents.
+    copy = result.mode("copy")
+    assert copy.disk_bytes is not None
+    assert copy.disk_bytes <= 0.05 * result.sample.bytes
+    assert "copy shares blocks here too" in result.advice
 
 
 def test_bind_mount_times_only_copy_and_symlink(mounts: ScratchMounts) -> None:

@@ -199,11 +199,12 @@ def _times(ratio: float) -> str:
     return f"{ratio:.1f}{_TIMES}" if ratio < 10 else f"{ratio:.0f}{_TIMES}"
 
 
-def advice(timed: Mapping[LinkMode, Figures], files: int) -> str:
+def advice(timed: Mapping[LinkMode, Figures], files: int, sample_bytes: int | None = None) -> str:
     """One line: what the mode auto would pick gains over copy here, in time and disk.
 
     ``timed`` holds the modes that were measured, ``files`` is the sample's file count (the
-    savings are given per 1,000 files, so that a user can scale them to their own tree).
+    savings are given per 1,000 files, so that a user can scale them to their own tree),
+    ``sample_bytes`` its size: a copy holding under 5 % of it shares blocks itself.
     """
     best = best_timed(timed)
     if best is None:
@@ -215,7 +216,12 @@ def advice(timed: Mapping[LinkMode, Figures], files: int) -> str:
         per_thousand = _per_thousand(copy.disk_bytes, files)
         cost = f", and every 1,000 files take {format_bytes(per_thousand)} of disk" if per_thousand is not None else ""
         return f"only copy works here (no clone, no hardlink): {format_count(files / copy.seconds)} files/s{cost}"
-    line = f"{best.value} {_compare(timed[best], timed.get(LinkMode.COPY), files)}"
+    copy = timed.get(LinkMode.COPY)
+    line = f"{best.value} {_compare(timed[best], copy, files)}"
+    if copy is not None and copy.disk_bytes is not None and sample_bytes and copy.disk_bytes < 0.05 * sample_bytes:
+        # copy_file_range(2) may share extents (btrfs, XFS with reflink, NFS 4.2): the
+        # "copy" holds no data of its own either, so clone cannot save anything over it.
+        line += ": copy shares blocks here too (the filesystem serves copy_file_range as a clone)"
     hardlink = timed.get(LinkMode.HARDLINK)
     if best is LinkMode.CLONE and hardlink is not None and hardlink.seconds < timed[best].seconds / 1.05:
         # Clone stays first although hardlink is faster: an edit through a hardlink changes

@@ -256,7 +256,7 @@ class BenchResult:
     @property
     def advice(self) -> str:
         """One line: what the best mode gains over copy here, in time and disk."""
-        return advice(self._figures(), self.sample.files)
+        return advice(self._figures(), self.sample.files, self.sample.bytes)
 
     def to_dict(self) -> dict[str, Any]:
         best, fastest = self.best, self.fastest
