@@ -209,13 +209,13 @@ def advice(timed: Mapping[LinkMode, Figures], files: int, sample_bytes: int | No
     best = best_timed(timed)
     if best is None:
         if LinkMode.SYMLINK in timed:
-            return "only symlink works here, and no installer picks it on its own: files must be copied some other way"
+            return "only symlink could be timed here, and no installer picks it on its own"
         return "no mode could be timed here"
     if best is LinkMode.COPY:
-        copy = timed[LinkMode.COPY]
-        per_thousand = _per_thousand(copy.disk_bytes, files)
+        only = timed[LinkMode.COPY]
+        per_thousand = _per_thousand(only.disk_bytes, files)
         cost = f", and every 1,000 files take {format_bytes(per_thousand)} of disk" if per_thousand is not None else ""
-        return f"only copy works here (no clone, no hardlink): {format_count(files / copy.seconds)} files/s{cost}"
+        return f"only copy works here (no clone, no hardlink): {format_count(files / only.seconds)} files/s{cost}"
     copy = timed.get(LinkMode.COPY)
     line = f"{best.value} {_compare(timed[best], copy, files)}"
     if copy is not None and copy.disk_bytes is not None and sample_bytes and copy.disk_bytes < 0.05 * sample_bytes:
