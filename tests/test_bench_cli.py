@@ -83,6 +83,7 @@ def test_json_contract(pair: tuple[Path, Path]) -> None:
             assert mode["median_seconds"] is None
             assert mode["reason"]
     assert document["modes"]["clone"]["status"] == "unsupported"  # ext4 under /tmp here
+    assert document["modes"]["clone"]["errno"] == "EOPNOTSUPP"  # as the probe command names it
     assert document["modes"]["hardlink"]["status"] == "timed"
     assert document["best"] == "hardlink"
     assert document["fastest"] in {"hardlink", "symlink"}

@@ -45,7 +45,7 @@ from linkprobe.errors import InvalidPathError, LinkprobeError, NoUsableModeError
 from linkprobe.modes import AUTO_ORDER, LinkMode
 from linkprobe.mounts import find_mount, mount_table
 from linkprobe.probe import SCRATCH_PREFIX, probe
-from linkprobe.result import Probe, SideFacts
+from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 # typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
@@ -134,6 +134,13 @@ class ModeBench:
         return bool(self.round_seconds)
 
     @property
+    def errno_name(self) -> str | None:
+        """As :attr:`Verdict.errno_name <linkprobe.Verdict.errno_name>`: EOPNOTSUPP, not ENOTSUP."""
+        if self.errno is None:
+            return None
+        return Verdict(self.mode, Status.UNSUPPORTED, self.reason, self.errno).errno_name
+
+    @property
     def seconds(self) -> float | None:
         """The fastest round: the figure least disturbed by other load on the machine."""
         return min(self.round_seconds) if self.round_seconds else None
@@ -156,7 +163,7 @@ class ModeBench:
         return {
             "status": self.status,
             "reason": self.reason,
-            "errno": errno.errorcode.get(self.errno, str(self.errno)) if self.errno else None,
+            "errno": self.errno_name,
             "seconds": self.seconds,
             "median_seconds": self.median_seconds,
             "round_seconds": list(self.round_seconds),

@@ -136,7 +136,7 @@ def _encodable(stream: TextIO, text: str) -> bool:
 
 def _row(entry: ModeBench) -> str:
     if entry.seconds is None:
-        code = f" [{_errno_name(entry.errno)}]" if entry.errno else ""
+        code = f" [{entry.errno_name}]" if entry.errno_name else ""
         return f"  {entry.mode.value:<9} not timed ({entry.status}){code}: {entry.reason}"
     disk = "?" if entry.disk_bytes is None else format_bytes(entry.disk_bytes)
     return (
@@ -144,12 +144,6 @@ def _row(entry: ModeBench) -> str:
         f" {format_count(entry.files_per_second or 0.0):>10} {(entry.bytes_per_second or 0.0) / 1e6:>8.1f}"
         f" {disk:>9}"
     )
-
-
-def _errno_name(code: int) -> str:
-    import errno
-
-    return "EOPNOTSUPP" if code == errno.EOPNOTSUPP else errno.errorcode.get(code, str(code))
 
 
 def _render_text(result: BenchResult, out: TextIO, block: str) -> None:
