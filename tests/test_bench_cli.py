@@ -266,3 +266,29 @@ def test_signals_at_random_moments_leave_nothing_and_print_no_traceback(pair: tu
     print(f"bench signal storm: 10 trials, run time {run_time:.2f} s: {outcomes}")
     assert outcomes.get("SIGINT: exit 130", 0) >= 3, outcomes
     assert outcomes.get("SIGTERM: exit 143", 0) >= 1, outcomes
+
+
+def test_bars_fall_back_to_hash_signs_on_a_stdout_that_cannot_encode_blocks(pair: tuple[Path, Path]) -> None:
+    source, target = pair
+    done = subprocess.run(
+        [sys.executable, "-m", "linkprobe", "bench", str(source), str(target), "--files", "5", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        env={**environment(), "PYTHONIOENCODING": "ascii"},
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    bars = [line for line in done.stdout.splitlines() if "#" in line]
+    assert [line.split()[0] for line in bars] == ["hardlink", "copy", "symlink"]
+    assert "█" not in done.stdout
+    assert "\\u" not in done.stdout.split("\n\n")[1]  # the table and bars are not escaped
+
+
+def test_unknown_disk_use_is_a_question_mark() -> None:
+    from linkprobe.benchmarking import ModeBench
+    from linkprobe.cli.bench import _row
+    from linkprobe.modes import LinkMode
+
+    row = _row(ModeBench(LinkMode.CLONE, "timed", "nfs", None, (0.5, 0.7), None, 10, 1000))
+    assert row.split() == ["clone", "0.5", "s", "0.6", "s", "20", "0.0", "?"]

@@ -73,6 +73,7 @@ def test_synthetic_shape_is_the_same_for_the_same_seed_and_differs_for_another()
 def test_synthetic_shape_is_spread_like_site_packages() -> None:
     shape = synthetic_shape(2000)
     sizes = sorted(entry.size for entry in shape)
+    assert round(sum(sizes) / 1e6) == 33  # "2,000 files hold 33 MB" (docs/cli.md)
     # Quartiles within 15 % of the measured ones (2,000 draws of a known distribution).
     for quantile, measured in SIZE_QUANTILES[2:5]:
         assert sizes[int(quantile * len(sizes))] == pytest.approx(measured, rel=0.15)
