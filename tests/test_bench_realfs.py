@@ -243,6 +243,11 @@ def test_read_only_source_without_files_says_what_to_pass(mounts: ScratchMounts)
     finally:
         mounts.release(read_only)
     assert isinstance(caught.value, ValueError)  # bad input: exit 2 on the command line
+    assert str(caught.value) == (
+        f"cannot sample {read_only.resolve()}: the source takes no new files (Read-only file system) and holds no "
+        "regular files to sample; pass --sample DIR (sample=DIR), a directory of files on the same filesystem as "
+        "the source"
+    )
 
 
 def test_a_mode_that_fails_on_the_whole_tree_is_reported_and_the_others_still_timed(mounts: ScratchMounts) -> None:
