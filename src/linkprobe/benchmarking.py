@@ -560,6 +560,27 @@ def _given_sample(scratch: _Scratch, source_dir: str, target_dir: str, sample: s
     return root, SampleInfo(count, size, "sample", real, None, copied=True, symlinks=links)
 
 
+@contextlib.contextmanager
+def _times_kept(directory: str) -> Iterator[None]:
+    """Give ``directory`` back its access and modification times afterwards: each Linker's
+    probe (and the audit's) creates and removes a scratch file in it, and a sample read in
+    place is the user's directory. Its change time (ctime) cannot be put back."""
+    try:
+        before = os.stat(directory)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            now = os.stat(directory)
+            if (now.st_mtime_ns, now.st_atime_ns) != (before.st_mtime_ns, before.st_atime_ns):
+                os.utime(directory, ns=(before.st_atime_ns, before.st_mtime_ns))
+        except OSError:
+            pass  # not the owner (EPERM), a read-only mount, or gone: nothing was changed then
+
+
 def _disk_bytes(sample_dir: str, tree: str) -> int | None:
     """Bytes ``tree`` holds of its own, by the audit's accounting (see
     :func:`~linkprobe._bench_rules.own_bytes`); None where the filesystem cannot tell."""
@@ -737,7 +758,8 @@ def bench(
         sample_dir, info = _prepare_sample(
             scratch, source_dir, target_dir, files=files, sample=sample_path, seed=seed, progress=progress
         )
-        modes = _time_modes(scratch, result, sample_dir, info, target_dir, rounds, progress)
+        with _times_kept(sample_dir):
+            modes = _time_modes(scratch, result, sample_dir, info, target_dir, rounds, progress)
     finally:
         scratch.remove()
     projection = None
