@@ -1,4 +1,5 @@
-"""Find the best way to put files from SOURCE into TARGET: clone, hardlink, symlink or copy.
+"""Find the best way to put files from SOURCE into TARGET:
+clone, hardlink, symlink or copy.
 
 ``linkprobe probe SOURCE TARGET``, or plain ``linkprobe SOURCE TARGET``: prints the mode to
 use, or why none works. Exit codes as :func:`linkprobe.cli.main.exit_status`.
@@ -146,6 +147,8 @@ def _emit(fmt: str, env: str, result: Probe, mode: LinkMode | None, request: _Re
 
 def run(args: argparse.Namespace) -> int:
     """Probe, print the answer in ``args.format``; raise what the exit code is made from."""
+    if args.format == "env" and not args.env:
+        raise UsageError("--format env needs a variable name (--env NAME), got an empty one")
     if args.format == "env" and not _env_name_ok(args.env):
         raise UsageError(f"--format env needs a variable name without '=' or line breaks, got {args.env!r}")
     request = _Request(args)
