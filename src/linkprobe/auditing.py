@@ -14,6 +14,7 @@ block maps come from :mod:`linkprobe.extents`.
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import stat
 import sys
@@ -27,10 +28,11 @@ from linkprobe._audit_rules import (
     OTHER_REASONS,
     classify_file,
     classify_symlink,
+    clone_possible,
     savable_bytes,
 )
 from linkprobe.errors import AuditReadError, InvalidPathError
-from linkprobe.extents import fd_extent_bytes
+from linkprobe.extents import fd_extent_bytes, fiemap_extent_bytes
 from linkprobe.modes import LinkMode
 from linkprobe.probe import SCRATCH_PREFIX, probe
 from linkprobe.result import Probe
@@ -62,6 +64,10 @@ SAMPLE_BYTES: Final[int] = 4096
 #: Cache files of the same size (in another place) compared per copy: a content-addressed
 #: store (pnpm's) names files by hash, so no file there is in the same place.
 SIZE_CANDIDATES: Final[int] = 3
+#: Smaller copies are held twice only by place (same parent name, name, size), never by
+#: size and content alone: an installer writes its own marker files (uv's CACHEDIR.TAG and
+#: ``.gitignore`` in both the cache and the venv), which say nothing about linking.
+SIZE_MATCH_MIN_BYTES: Final[int] = 1024
 #: Entries between two progress calls.
 PROGRESS_EVERY: Final[int] = 1000
 
@@ -74,6 +80,9 @@ _O_CLOEXEC: Final[int] = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW: Final[int] = getattr(os, "O_NOFOLLOW", 0)
 _DIR_FLAGS: Final[int] = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC | _O_NOFOLLOW
 _FILE_FLAGS: Final[int] = os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | getattr(os, "O_BINARY", 0)
+_LINUX: Final[bool] = sys.platform == "linux"
+_WINDOWS: Final[bool] = sys.platform == "win32"
+_NAME: Final[Callable[[os.DirEntry[str]], str]] = operator.attrgetter("name")
 #: Windows: DirEntry.stat() leaves st_ino, st_dev and st_nlink zero; scandir cannot take an fd.
 _PATH_WALK: Final[bool] = os.scandir not in os.supports_fd or sys.platform == "win32"
 
@@ -219,18 +228,14 @@ class _Reader:
         the caller closes it) and its entries, sorted by name: reports are reproducible."""
         if _PATH_WALK:
             with os.scandir(path) as entries:
-                return None, sorted(entries, key=_name)
+                return None, sorted(entries, key=_NAME)
         fd = self.open(path, _DIR_FLAGS)
         try:
             with os.scandir(fd) as entries:
-                return fd, sorted(entries, key=_name)
+                return fd, sorted(entries, key=_NAME)
         except BaseException:
             os.close(fd)
             raise
-
-
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
 
 
 def _lstat(entry: os.DirEntry[str], directory: str) -> os.stat_result:
@@ -251,18 +256,6 @@ class _SourceIndex:
         self.inodes: set[tuple[int, int]] = set()
         self.by_place: set[tuple[str, str, int]] = set()
         self.by_size: dict[int, list[str]] = {}
-
-    def add(self, directory: str, parent: str, name: str, info: os.stat_result) -> None:
-        self.inodes.add((info.st_dev, info.st_ino))
-        size = info.st_size
-        if size == 0:
-            return
-        self.by_place.add((parent, name, size))
-        same_size = self.by_size.get(size)
-        if same_size is None:
-            self.by_size[size] = [os.path.join(directory, name)]
-        elif len(same_size) < SIZE_CANDIDATES:
-            same_size.append(os.path.join(directory, name))
 
 
 def _read_at(fd: int, offset: int) -> bytes:
@@ -303,16 +296,17 @@ class _Audit:
         if self.progress is not None:
             self.progress(phase, count)
 
-    def walk(
+    def directories(
         self, top: str, skip: tuple[int, int], phase: str
-    ) -> Iterator[tuple[str, int | None, str, str, os.DirEntry[str], os.stat_result]]:
-        """Yield (directory, its descriptor or None, relative directory with a trailing
-        separator, the directory's own name, entry, lstat) for every entry below ``top``
-        that is not a directory;
-        directories are entered unless they are symlinks or the other root (SOURCE inside
-        TARGET, or the other way round)."""
+    ) -> Iterator[tuple[str, int | None, str, str, list[os.DirEntry[str]]]]:
+        """Yield (directory, its descriptor or None, its path relative to ``top`` with a
+        trailing separator, its own name, its entries that are not directories) for ``top``
+        and every directory below it. A directory is entered unless it is a symlink or the
+        other root (SOURCE inside TARGET, or the other way round). The callers' loops over
+        the entries are the hot path (one lstat per file, as ``du``), kept free of calls."""
         pending = [(top, "")]
         seen = 0
+        next_report = PROGRESS_EVERY
         while pending:
             directory, relative = pending.pop()
             try:
@@ -321,38 +315,67 @@ class _Audit:
                 continue  # removed while we walk: it is not part of the tree any more
             except OSError as exc:
                 raise self.fail(directory, exc) from None
+            files = []
             subdirectories = []
-            parent = os.path.basename(directory)
             try:
                 for entry in entries:
-                    seen += 1
-                    if seen % PROGRESS_EVERY == 0:
-                        self.report(phase, seen)
-                    if entry.name.startswith(SCRATCH_PREFIX):
+                    name = entry.name
+                    if name.startswith(SCRATCH_PREFIX):
                         continue  # a probe's scratch file, ours or a concurrent one's
+                    if not entry.is_dir(follow_symlinks=False):  # d_type: no syscall
+                        files.append(entry)
+                        continue
                     try:
                         info = _lstat(entry, directory)
                     except FileNotFoundError:
                         continue
                     except OSError as exc:
-                        raise self.fail(os.path.join(directory, entry.name), exc) from None
-                    if stat.S_ISDIR(info.st_mode):
-                        if (info.st_dev, info.st_ino) != skip:
-                            subdirectories.append((os.path.join(directory, entry.name), relative + entry.name + os.sep))
-                        continue
-                    yield directory, dir_fd, relative, parent, entry, info
+                        raise self.fail(os.path.join(directory, name), exc) from None
+                    if (info.st_dev, info.st_ino) != skip:
+                        subdirectories.append((os.path.join(directory, name), relative + name + os.sep))
+                yield directory, dir_fd, relative, os.path.basename(directory), files
             finally:
                 if dir_fd is not None:
                     os.close(dir_fd)
             pending.extend(reversed(subdirectories))
+            seen += len(entries)
+            if seen >= next_report:
+                self.report(phase, seen)
+                next_report = (seen // PROGRESS_EVERY + 1) * PROGRESS_EVERY
         self.report(phase, seen)
+
+    def lstat_failed(self, exc: OSError, directory: str, entry: os.DirEntry[str]) -> None:
+        """An entry's lstat failed: gone (an installer still at work) is skipped, the rest
+        is an I/O failure."""
+        if not isinstance(exc, FileNotFoundError):
+            raise self.fail(os.path.join(directory, entry.name), exc) from None
 
     def build_index(self) -> None:
         skip = (self.target_info.st_dev, self.target_info.st_ino)
         index = self.index
-        for directory, _, _, parent, entry, info in self.walk(self.source, skip, "index"):
-            if stat.S_ISREG(info.st_mode):
-                index.add(directory, parent, entry.name, info)
+        inodes, places, by_size = index.inodes, index.by_place, index.by_size
+        for directory, _, _, parent, entries in self.directories(self.source, skip, "index"):
+            for entry in entries:
+                try:
+                    info = (
+                        os.lstat(os.path.join(directory, entry.name)) if _WINDOWS else entry.stat(follow_symlinks=False)
+                    )
+                except OSError as exc:
+                    self.lstat_failed(exc, directory, entry)
+                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                inodes.add((info.st_dev, info.st_ino))
+                size = info.st_size
+                if size == 0:
+                    continue
+                places.add((parent, entry.name, size))
+                if size >= SIZE_MATCH_MIN_BYTES:
+                    same_size = by_size.get(size)
+                    if same_size is None:
+                        by_size[size] = [os.path.join(directory, entry.name)]
+                    elif len(same_size) < SIZE_CANDIDATES:
+                        same_size.append(os.path.join(directory, entry.name))
 
     def count(self, kind: str, reason: str | None, size: int, path: str) -> None:
         self.kinds[kind].add(size, path)
@@ -362,72 +385,111 @@ class _Audit:
                 tally = self.reasons[reason] = _Tally()
             tally.add(size, path)
 
-    def audit_target(self, clone_works: bool) -> None:
+    def audit_target(self, clone_possible: bool) -> None:
+        """Count every entry under TARGET. With ``clone_possible`` false (the probe proved
+        that no block of SOURCE can be shared into TARGET) block maps are not read: a file
+        with its own inode holds its own data, a copy."""
         skip = (self.source_info.st_dev, self.source_info.st_ino)
-        inodes = self.index.inodes
-        for directory, dir_fd, relative, parent, entry, info in self.walk(self.target, skip, "walk"):
-            path = relative + entry.name
-            mode = info.st_mode
-            if stat.S_ISREG(mode):
-                size = info.st_size
-                same = info.st_nlink > 1 and (info.st_dev, info.st_ino) in inodes
-                if same or size == 0:
-                    kind, reason = classify_file(size=size, same_inode=same, extent=None, clone_works=clone_works)
+        inodes, places = self.index.inodes, self.index.by_place
+        # The first rules of classify_file (the same inode: hardlink; no data: empty; no
+        # block map needed: copy) are inlined here: they decide most files, and a call per
+        # file costs more than the lstat (benchmarks/bench_audit.py).
+        hardlinks, copies = self.kinds["hardlink"], self.kinds["copy"]
+        for directory, dir_fd, relative, parent, entries in self.directories(self.target, skip, "walk"):
+            for entry in entries:
+                name = entry.name
+                try:
+                    info = os.lstat(os.path.join(directory, name)) if _WINDOWS else entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    self.lstat_failed(exc, directory, entry)
+                    continue
+                mode = info.st_mode
+                if stat.S_ISREG(mode):
+                    size = info.st_size
+                    if info.st_nlink > 1 and (info.st_dev, info.st_ino) in inodes:
+                        hardlinks.files += 1
+                        hardlinks.bytes += size
+                        if len(hardlinks.examples) < EXAMPLES_PER_KIND:
+                            hardlinks.examples.append(relative + name)
+                        continue
+                    if size and not clone_possible:
+                        copies.files += 1
+                        copies.bytes += size
+                        if len(copies.examples) < EXAMPLES_PER_KIND:
+                            copies.examples.append(relative + name)
+                        if (parent, name, size) in places or self.held_by_content(None, directory, dir_fd, name, size):
+                            self.duplicated_files += 1
+                            self.duplicated_bytes += size
+                        continue
+                    if size:
+                        kind, reason = self.regular_file(directory, dir_fd, parent, name, info)
+                    else:
+                        kind, reason = OTHER, "empty"
+                elif stat.S_ISLNK(mode):
+                    kind, reason, size = self.symlink(os.path.join(directory, name))
+                elif stat.S_ISDIR(mode):
+                    continue  # replaced by a directory since it was listed
                 else:
-                    kind, reason = self.regular_file(directory, dir_fd, parent, entry.name, info, clone_works)
-                self.count(kind, reason, size, path)
-            elif stat.S_ISLNK(mode):
-                kind, reason, size = self.symlink(os.path.join(directory, entry.name))
-                self.count(kind, reason, size, path)
-            else:
-                self.count(OTHER, "special", 0, path)
+                    kind, reason, size = OTHER, "special", 0
+                self.count(kind, reason, size, relative + name)
+
+    def open_target(self, directory: str, dir_fd: int | None, name: str) -> int | None:
+        """The file, open read-only; None when we may not read it."""
+        try:
+            return self.reader.open(
+                os.path.join(directory, name) if dir_fd is None else name, _FILE_FLAGS, dir_fd=dir_fd
+            )
+        except PermissionError:
+            return None
+        except OSError as exc:
+            raise self.fail(os.path.join(directory, name), exc) from None
 
     def regular_file(
-        self,
-        directory: str,
-        dir_fd: int | None,
-        parent: str,
-        name: str,
-        info: os.stat_result,
-        clone_works: bool,
+        self, directory: str, dir_fd: int | None, parent: str, name: str, info: os.stat_result
     ) -> tuple[str, str | None]:
-        full = os.path.join(directory, name)
-        try:
-            fd = self.reader.open(full if dir_fd is None else name, _FILE_FLAGS, dir_fd=dir_fd)
-        except PermissionError:
+        fd = self.open_target(directory, dir_fd, name)
+        if fd is None:
             return OTHER, "unreadable"
-        except OSError as exc:
-            raise self.fail(full, exc) from None
+        size = info.st_size
         try:
             try:
-                extent = fd_extent_bytes(fd, full, info)
+                extent = (
+                    fiemap_extent_bytes(fd, size)
+                    if _LINUX
+                    else fd_extent_bytes(fd, os.path.join(directory, name), info)
+                )
             except OSError as exc:
-                raise self.fail(full, exc) from None
-            kind, reason = classify_file(size=info.st_size, same_inode=False, extent=extent, clone_works=clone_works)
-            if kind == "copy" and self.held_in_source(fd, parent, name, info.st_size):
+                raise self.fail(os.path.join(directory, name), exc) from None
+            kind, reason = classify_file(size=size, same_inode=False, extent=extent, clone_possible=True)
+            if kind == "copy" and (
+                (parent, name, size) in self.index.by_place or self.held_by_content(fd, directory, dir_fd, name, size)
+            ):
                 self.duplicated_files += 1
-                self.duplicated_bytes += info.st_size
+                self.duplicated_bytes += size
             if reason == "partly-shared" and extent is not None:
                 self.partly_shared_bytes += extent.shared
         finally:
             os.close(fd)
         return kind, reason
 
-    def held_in_source(self, fd: int, parent: str, name: str, size: int) -> bool:
-        """Whether SOURCE holds this copy's content: a file in the same place (parent
-        directory name, name, size), or one of the same size with the same sample."""
-        index = self.index
-        if (parent, name, size) in index.by_place:
-            return True
-        candidates = index.by_size.get(size)
+    def held_by_content(self, fd: int | None, directory: str, dir_fd: int | None, name: str, size: int) -> bool:
+        """Whether a file under SOURCE of the same size has the same sampled content.
+        ``fd``: the copy, if it is open already."""
+        candidates = self.index.by_size.get(size) if size >= SIZE_MATCH_MIN_BYTES else None
         if not candidates:
             return False
+        own = fd if fd is not None else self.open_target(directory, dir_fd, name)
+        if own is None:
+            return False
         try:
-            mine = _sample(fd, size)
+            mine = _sample(own, size)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM):
                 return False
             raise
+        finally:
+            if fd is None:
+                os.close(own)
         for path in candidates:
             try:
                 other = self.reader.open(path, _FILE_FLAGS)
@@ -510,5 +572,5 @@ def audit(
     job = _Audit(os.fspath(source), os.fspath(target), progress)
     probed = _probe_keeping_times(job, timeout)
     job.build_index()
-    job.audit_target(clone_works=probed.supports(LinkMode.CLONE))
+    job.audit_target(clone_possible=clone_possible(probed.verdict(LinkMode.CLONE)))
     return job.result(probed)

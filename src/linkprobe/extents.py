@@ -120,6 +120,15 @@ def fiemap_extent_bytes(fd: int, size: int, ioctl: Ioctl | None = None) -> Exten
         mapped = _HEADER.unpack_from(buffer)[3]
         if mapped == 0:
             break  # only holes from here on
+        if mapped == 1 and start == 0:  # most files: one extent, read without a loop
+            logical, length, flags = _EXTENT_USED.unpack_from(buffer, _HEADER.size)
+            if logical == 0 and flags & FIEMAP_EXTENT_LAST:
+                data = min(length, size)
+                return ExtentBytes(
+                    data,
+                    data if flags & FIEMAP_EXTENT_SHARED else 0,
+                    data if flags & _IN_METADATA else 0,
+                )
         flags = 0
         for logical, length, flags in _EXTENT_USED.iter_unpack(
             memoryview(buffer)[_HEADER.size : _HEADER.size + mapped * _EXTENT.size]
