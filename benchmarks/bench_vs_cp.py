@@ -1,7 +1,11 @@
 """Are ``linkprobe bench``'s figures sane? Its copy against ``cp -r``, its hardlink against
 ``cp -al``, on the same tree, in one run.
 
-    python benchmarks/bench_vs_cp.py [--files 2000] [--rounds 5] [--dir DIR]
+    python benchmarks/bench_vs_cp.py [--files 2000] [--rounds 5] [--dir DIR | --scratch KIND]
+
+``--scratch ext4|btrfs|xfs|tmpfs`` (as root) builds that filesystem with tests/_mounts.py, on a
+loop device, and tears it down afterwards: a filesystem of its own, away from the other writers of
+a shared machine's disk.
 
 A synthetic sample (bench's own, the same seed) is written once under DIR; then, round
 after round, ``linkprobe.bench(..., sample=that tree, rounds=1)`` times every mode the way
@@ -45,13 +49,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=DEFAULT_FILES)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--dir", default=None, help="where the tree and the copies go (default: a temp dir)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--dir", default=None, help="where the tree and the copies go (default: a temp dir)")
+    where.add_argument("--scratch", choices=("ext4", "btrfs", "xfs", "tmpfs"), help="a loop-mounted scratch filesystem")
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="bench-vs-cp-", dir=args.dir))
-    try:
-        run(base, args.files, args.rounds)
-    finally:
-        shutil.rmtree(base)
+    if args.scratch is None:
+        base = Path(tempfile.mkdtemp(prefix="bench-vs-cp-", dir=args.dir))
+        try:
+            run(base, args.files, args.rounds)
+        finally:
+            shutil.rmtree(base)
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _mounts import ScratchMounts, make_base_dir
+
+    with ScratchMounts(make_base_dir()) as mounts:
+        build = {
+            "ext4": lambda: mounts.small_ext4(size_mb=256),
+            "btrfs": lambda: mounts.btrfs("a"),
+            "xfs": lambda: mounts.xfs(reflink=True),
+            "tmpfs": mounts.tmpfs,
+        }[args.scratch]
+        run(build(), args.files, args.rounds)
 
 
 def run(base: Path, files: int, rounds: int) -> None:
