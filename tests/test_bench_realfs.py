@@ -8,15 +8,19 @@ same data); no test asserts an absolute duration.
 
 from __future__ import annotations
 
+import ast
 import errno
 import hashlib
 import os
+import shutil
 import stat
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts
+from _mounts import ScratchMounts, run_as_nobody
 
 from linkprobe import LinkMode, SampleError, bench
 from linkprobe._bench_rules import synthetic_shape
@@ -345,3 +349,25 @@ def test_unusable_samples(tmp_path: Path, make: Callable[[Path], Path], words: s
     with pytest.raises(SampleError, match=words):
         bench(source, tmp_path / "venv-parent" / "venv", sample=make(tmp_path), rounds=1)
     assert listing(source) == []
+
+
+def test_a_umask_without_the_owners_write_bit_still_leaves_nothing() -> None:
+    """As nobody, with umask 0o277: the directories link_tree creates are 0o500, and their
+    entries can only be removed after making them writable again."""
+    top = Path(tempfile.mkdtemp(prefix="bench-umask-", dir="/tmp"))  # nobody can reach /tmp
+    try:
+        top.chmod(0o777)
+        program = (
+            "import os, linkprobe; os.umask(0o277); "
+            f"r = linkprobe.bench({str(top)!r}, {str(top / 'venv')!r}, files=20, rounds=1); "
+            "print(sorted((m.mode.value, m.status, m.errno) for m in r.modes if m.mode.value != 'clone'))"
+        )
+        done = run_as_nobody([sys.executable, "-c", program])
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        # Whatever the Linker makes of such a umask (a directory it creates at 0o500 takes no
+        # files: EACCES), bench reports it per mode and removes everything.
+        for mode, status, code in ast.literal_eval(done.stdout):
+            assert (status, code) in {("timed", None), ("failed", errno.EACCES)}, (mode, status, code)
+        assert listing(top) == []
+    finally:
+        shutil.rmtree(top)

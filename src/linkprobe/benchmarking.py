@@ -307,6 +307,7 @@ class _Scratch:
         with _signals_held():  # made and recorded as one step
             os.mkdir(path, 0o755)
             self.paths.append(path)
+        _writable_directory(path)
         return path
 
     def remove(self) -> None:
@@ -316,20 +317,33 @@ class _Scratch:
             self.paths.clear()
 
 
+def _writable_directory(path: str) -> None:
+    """Make a directory bench created writable for its owner whatever the umask: a umask
+    that takes the owner's write bit (0o2xx) would leave it unwritable for bench itself.
+    chmod(2) is not masked by the umask, mkdir(2) is. Only bench reads its scratch trees,
+    so the owner's bits are all they need."""
+    os.chmod(path, stat.S_IRWXU)
+
+
 def _remove_tree(path: str) -> None:
     """Remove a scratch tree; a tree that is already gone is not an error."""
 
-    def retry_writable(function: Callable[..., object], name: str, exc_info: object) -> None:
-        # A copied sample may hold a directory without write permission (0o555): as a
-        # non-root user its entries cannot be unlinked until it is writable again.
-        del exc_info
+    def retry_writable(function: Callable[..., object], name: str, error: object) -> None:
+        # A umask that takes the owner's write bit (0o2xx) leaves the directories that
+        # link_tree creates without it: as a non-root user their entries cannot be
+        # unlinked until the directory is writable again.
+        del error
         parent = os.path.dirname(name)
         with contextlib.suppress(OSError):
             os.chmod(parent, 0o700)
         with contextlib.suppress(FileNotFoundError):
             function(name)
 
-    if os.path.lexists(path):
+    if not os.path.lexists(path):
+        return
+    if sys.version_info >= (3, 12):  # onerror is deprecated from 3.12 on
+        shutil.rmtree(path, onexc=retry_writable)
+    else:
         shutil.rmtree(path, onerror=retry_writable)
 
 
@@ -388,8 +402,7 @@ def _write_synthetic(root: str, files: int, seed: int, progress: Progress | None
         path = os.path.join(root, *entry.path.split("/"))
         parent = os.path.dirname(path)
         if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
+            _make_parents(root, parent, made)
         # Native extensions are executable, as pip installs them.
         fd = os.open(path, _CREATE_FLAGS, 0o755 if entry.path.endswith(".so") else 0o644)
         try:
@@ -400,6 +413,16 @@ def _write_synthetic(root: str, files: int, seed: int, progress: Progress | None
             os.close(fd)
         total += entry.size
     return len(shape), total
+
+
+def _make_parents(root: str, directory: str, made: set[str]) -> None:
+    """Create ``directory`` and its missing parents below ``root``, each writable for us."""
+    if directory == root or directory in made:
+        return
+    _make_parents(root, os.path.dirname(directory), made)
+    os.mkdir(directory, 0o755)
+    _writable_directory(directory)
+    made.add(directory)
 
 
 def _scan(root: str) -> tuple[int, int, int]:
@@ -442,6 +465,7 @@ def _copy_sample(source: str, destination: str) -> None:
                 os.symlink(os.readlink(entry.path), target)
             elif entry.is_dir(follow_symlinks=False):
                 os.mkdir(target, 0o755)
+                _writable_directory(target)
                 pending.append((entry.path, target))
             else:
                 shutil.copyfile(entry.path, target, follow_symlinks=False)
@@ -594,6 +618,15 @@ def _disk_bytes(sample_dir: str, tree: str) -> int | None:
     )
 
 
+def _disk_bytes_or_none(sample_dir: str, tree: str) -> int | None:
+    """:func:`_disk_bytes`, or None when the accounting itself could not read the tree: the
+    mode's time still stands."""
+    try:
+        return _disk_bytes(sample_dir, tree)
+    except (LinkprobeError, OSError):
+        return None
+
+
 def _count_tree(path: str) -> tuple[int, int]:
     """(regular files, bytes) under ``path``, each inode once (a cache full of hardlinks
     holds each file's data once)."""
@@ -683,7 +716,7 @@ def _time_modes(
                 if round_index == 0:
                     if progress:
                         progress(f"{mode.value}: counting disk use")
-                    disk[mode] = _disk_bytes(sample_dir, destination)
+                    disk[mode] = _disk_bytes_or_none(sample_dir, destination)
             except (LinkprobeError, OSError) as exc:
                 # The probe said yes and the whole tree said no (ENOSPC, EMLINK, quota):
                 # a finding about this pair too, and the other modes still get timed.
