@@ -208,11 +208,22 @@ def test_sample_on_the_source_mount_is_used_in_place_and_left_unchanged(mounts: 
     assert listing(top) == ["one-package"]
 
 
-def test_sample_on_another_mount_is_copied_to_the_source_side(mounts: ScratchMounts) -> None:
-    sample = mounts.tmpfs() / "pkg"
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(lambda m: (m.tmpfs(), m.ext4()), id="tmpfs-to-ext4"),
+        # One btrfs mount, two subvolumes: another st_dev, so links from the sample would
+        # measure across subvolumes, not within the source's.
+        pytest.param(lambda m: (m.btrfs("samples"), m.btrfs("cache")), id="btrfs-subvolumes"),
+    ],
+)
+def test_sample_on_another_filesystem_is_copied_to_the_source_side(
+    mounts: ScratchMounts, where: Callable[[ScratchMounts], tuple[Path, Path]]
+) -> None:
+    sample_top, source = where(mounts)
+    sample = sample_top / "pkg"
     size = make_tree(sample, 20)
     before = snapshot(sample)
-    source = mounts.ext4()
     result = bench(source, source / "venv", sample=sample, rounds=ROUNDS)
 
     assert snapshot(sample) == before
