@@ -4,6 +4,7 @@ hardlink, symlink or copy — decided by real attempts on the real paths."""
 from __future__ import annotations
 
 from linkprobe.errors import (
+    AuditReadError,
     InvalidModeError,
     InvalidPathError,
     LinkFailedError,
@@ -64,6 +65,7 @@ __all__ = [
     "AUTO_ORDER",
     "SCRATCH_PREFIX",
     "Audit",
+    "AuditReadError",
     "BenchResult",
     "Fallback",
     "InvalidModeError",

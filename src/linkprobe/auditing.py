@@ -255,7 +255,8 @@ class _SourceIndex:
     def __init__(self) -> None:
         self.inodes: set[tuple[int, int]] = set()
         self.by_place: set[tuple[str, str, int]] = set()
-        self.by_size: dict[int, list[str]] = {}
+        #: size -> up to SIZE_CANDIDATES (directory, name) of that size (joined only if used)
+        self.by_size: dict[int, list[tuple[str, str]]] = {}
 
 
 def _read_at(fd: int, offset: int) -> bytes:
@@ -373,9 +374,9 @@ class _Audit:
                 if size >= SIZE_MATCH_MIN_BYTES:
                     same_size = by_size.get(size)
                     if same_size is None:
-                        by_size[size] = [os.path.join(directory, entry.name)]
+                        by_size[size] = [(directory, entry.name)]
                     elif len(same_size) < SIZE_CANDIDATES:
-                        same_size.append(os.path.join(directory, entry.name))
+                        same_size.append((directory, entry.name))
 
     def count(self, kind: str, reason: str | None, size: int, path: str) -> None:
         self.kinds[kind].add(size, path)
@@ -490,9 +491,9 @@ class _Audit:
         finally:
             if fd is None:
                 os.close(own)
-        for path in candidates:
+        for where, other_name in candidates:
             try:
-                other = self.reader.open(path, _FILE_FLAGS)
+                other = self.reader.open(os.path.join(where, other_name), _FILE_FLAGS)
             except OSError:
                 continue  # gone or unreadable: no evidence either way
             try:
