@@ -266,6 +266,17 @@ def test_own_bytes(copy: int, reasons: dict[str, int], partly_shared: int, expec
     assert own_bytes(copy, reasons, partly_shared) == expected
 
 
+def test_own_bytes_decides_every_reason_the_audit_gives() -> None:
+    from linkprobe import _bench_rules
+    from linkprobe._audit_rules import OTHER_REASONS
+
+    own = _bench_rules._OWN_OTHER_REASONS
+    unknown = _bench_rules._UNKNOWN_OTHER_REASONS
+    none = _bench_rules._NO_DATA_OTHER_REASONS
+    assert own | unknown | none == set(OTHER_REASONS)  # a new reason needs a decision here
+    assert len(own) + len(unknown) + len(none) == len(OTHER_REASONS)  # and no reason in two sets
+
+
 def test_choose_subtree_takes_the_count_nearest_by_ratio() -> None:
     counts = {"/c": (5000, 10), "/c/a": (1000, 5), "/c/b": (3000, 5), "/c/b/x": (1500, 1), "/c/d": (0, 0)}
     assert choose_subtree(counts, 2000) == "/c/b/x"  # 2000/1500 = 1.33 beats 3000/2000 = 1.5

@@ -303,6 +303,12 @@ _OWN_OTHER_REASONS: Final[frozenset[str]] = frozenset({"inline", "partly-shared"
 #: Reasons that leave the answer unknown: an own inode on a filesystem that cannot say
 #: which blocks are shared, where clone works (it may be a clone or a copy).
 _UNKNOWN_OTHER_REASONS: Final[frozenset[str]] = frozenset({"clones-unknown"})
+#: Reasons whose entries hold no data of their own: empty and sparse files, symlinks (the
+#: audit counts a symlink's bytes as its target's, which the tree holds once already),
+#: FIFOs, sockets and devices. The three sets name every reason the audit gives.
+_NO_DATA_OTHER_REASONS: Final[frozenset[str]] = frozenset(
+    {"empty", "no-data", "symlink-internal", "symlink-elsewhere", "symlink-dangling", "special"}
+)
 
 
 def own_bytes(copy_bytes: int, other_reasons: Mapping[str, int], partly_shared_bytes: int) -> int | None:
