@@ -292,3 +292,11 @@ def test_unknown_disk_use_is_a_question_mark() -> None:
 
     row = _row(ModeBench(LinkMode.CLONE, "timed", "nfs", None, (0.5, 0.7), None, 10, 1000))
     assert row.split() == ["clone", "0.5", "s", "0.6", "s", "20", "0.0", "?"]
+
+
+def test_help_fits_in_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    for argv in (["--help"], ["bench", "--help"]):
+        code, out, _ = run(argv)
+        assert code == 0
+        assert max(len(line) for line in out.splitlines()) <= 80, out

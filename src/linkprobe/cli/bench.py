@@ -1,4 +1,5 @@
-"""Measure what each working mode costs from SOURCE to TARGET: time and disk, on this machine.
+"""Measure what each working mode costs from SOURCE to TARGET on this machine:
+time and disk.
 
 ``linkprobe bench SOURCE TARGET``: materialises a sample tree (synthetic, shaped like a
 Python environment, or ``--sample DIR``) with every mode that works here, several rounds

@@ -34,8 +34,8 @@ __all__ = ["COMMANDS", "DEFAULT_COMMAND", "EXIT_NO_MODE", "EXIT_OK", "EXIT_USAGE
 #: Every command: name -> one-line summary (for ``--help``, without importing the module).
 COMMANDS: Final[dict[str, str]] = {
     "probe": "which mode works from SOURCE to TARGET (the default command)",
-    "audit": "what an installer did: hardlinks, clones, symlinks and copies under TARGET",
-    "bench": "time each working mode from SOURCE to TARGET on a sample, and its disk use",
+    "audit": "what an installer did: hardlinks, clones, copies under TARGET",
+    "bench": "time each working mode from SOURCE to TARGET, and its disk use",
 }
 DEFAULT_COMMAND: Final[str] = "probe"
 
