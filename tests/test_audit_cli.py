@@ -172,3 +172,26 @@ def test_help_lists_the_command() -> None:
     own = linkprobe("--help")
     assert own.returncode == 0
     assert "--expect MODE" in own.stdout
+
+
+def test_help_fits_in_80_columns() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "linkprobe", "audit", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert result.returncode == 0
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+
+
+def test_a_line_break_in_a_name_stays_on_its_line(tmp_path: Path) -> None:
+    source, target = tree(tmp_path, "-al")
+    odd = tmp_path / "two\nlines"
+    target.rename(odd)
+    result = linkprobe(source, odd)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith(f"target: {tmp_path}/two\\nlines (")
+    assert len(lines) == 11

@@ -192,6 +192,8 @@ def test_mixed_tree_exact_counts(mounts: ScratchMounts) -> None:
     assert result.kinds["hardlink"].bytes == BIG["pkg/core.py"]
     assert result.kinds["clone"].bytes == BIG["big.so"] + BIG["pkg/sub/util.py"]
     assert result.kinds["symlink"].bytes == BIG["pkg/core.py"]  # the directory link counts no bytes
+    assert result.other_reasons["symlink-internal"].bytes == 0  # d/data.bin is counted as itself
+    assert result.other_reasons["symlink-elsewhere"].bytes == 0
     assert result.duplicated_files == 2
     assert result.duplicated_bytes == BIG["pkg/sub/data.bin"] + BIG["pkg/sub/util.py"]
     assert 0 < result.partly_shared_bytes <= BIG["big.so"] - 4096

@@ -516,7 +516,9 @@ class _Audit:
         kind, reason = classify_symlink(exists=True, under_source=under_source)
         if reason == "symlink-elsewhere" and (resolved == self.target or resolved.startswith(self.target_prefix)):
             reason = "symlink-internal"
-        return kind, reason, info.st_size if stat.S_ISREG(info.st_mode) else 0
+        # A link into SOURCE gives access to the cache's bytes; any other link's target is
+        # counted where it lies (inside TARGET: once already), so the link counts nothing.
+        return kind, reason, info.st_size if kind == "symlink" and stat.S_ISREG(info.st_mode) else 0
 
     def result(self, probed: Probe) -> Audit:
         reasons = {reason: self.reasons[reason].frozen() for reason in OTHER_REASONS if reason in self.reasons}

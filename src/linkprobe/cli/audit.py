@@ -1,4 +1,5 @@
-"""Say what an installer did: how each file under TARGET relates to SOURCE, and what it costs.
+"""Say what an installer did: how each file under TARGET relates to SOURCE,
+and what it costs.
 
 ``linkprobe audit SOURCE TARGET``: a table of hardlinks, clones, symlinks, copies and other
 files under TARGET (an installed tree) against SOURCE (the cache it came from), and one line
@@ -120,8 +121,9 @@ def render_text(result: Audit, env: str, out: TextIO) -> None:
     """The table and the advice line."""
     probe = result.probe
     lines = [
-        f"source: {result.source} ({probe.source.fstype or 'unknown filesystem'})",
-        f"target: {result.target} ({probe.target.fstype or 'unknown filesystem'})",
+        # one_line: a line break in a directory name must not break the table
+        f"source: {one_line(result.source)} ({probe.source.fstype or 'unknown filesystem'})",
+        f"target: {one_line(result.target)} ({probe.target.fstype or 'unknown filesystem'})",
         f"{'kind':<10}{'files':>10}{'bytes':>11}",
     ]
     for kind, total in result.kinds.items():
