@@ -113,8 +113,10 @@ def test_text_layout(pair: tuple[Path, Path]) -> None:
     # Scaled to the slowest: its bar is the longest, 30 cells.
     assert max(line.count("█") for line in bars) == 30
     assert lines[-2].startswith("machine: Linux ")
-    advice = r"hardlink is [\d.]+\N{MULTIPLICATION SIGN} faster than copy here and saves [\d.]+ [kMG]?B per 1,000 files"
-    assert re.fullmatch(advice, lines[-1])
+    # 40 files and one round: which mode is faster is the noise's to say here; the shape is not.
+    speed = r"is [\d.]+\N{MULTIPLICATION SIGN} (faster|slower) than|is as fast as"
+    advice = rf"hardlink ({speed}) copy here (and|but) saves [\d.]+ [kMG]?B per 1,000 files"
+    assert re.fullmatch(advice, lines[-1]), lines[-1]
 
 
 def test_scale_to_in_text_and_json(pair: tuple[Path, Path]) -> None:

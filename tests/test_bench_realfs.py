@@ -104,7 +104,7 @@ def test_ext4_same_mount_times_hardlink_and_copy_and_says_why_not_clone(mounts: 
     assert copy.seconds > hardlink.seconds
     assert result.best is LinkMode.HARDLINK
     assert result.advice.startswith("hardlink is ")
-    assert "faster than copy here and saves" in result.advice
+    assert "copy here and saves" in result.advice
 
     # The target itself is never created, nor anything else in the user's directories.
     assert not (top / "project").exists()
