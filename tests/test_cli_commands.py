@@ -163,6 +163,7 @@ def test_bad_env_name_is_a_usage_error_without_usage(pair: tuple[str, str]) -> N
 @pytest.mark.parametrize("fmt", ["mode", "json", "text"])
 def test_closed_stdout_is_silent(pair: tuple[str, str], fmt: str) -> None:
     """``linkprobe … | true``: the reader is gone before we write; no "Broken pipe" line."""
+    os.makedirs(pair[1])  # an existing target: no note on stderr
     reader, writer = os.pipe()
     os.close(reader)
     try:
@@ -247,3 +248,31 @@ def test_help_fits_in_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = run(["--help"])
     assert code == 0
     assert max(len(line) for line in out.splitlines()) <= 80, out
+
+
+@pytest.mark.parametrize("fmt", ["mode", "env"])
+def test_a_missing_source_gets_one_note(pair: tuple[str, str], fmt: str) -> None:
+    source, target = pair
+    code, out, err = run(["--format", fmt, source + "/missing", target])
+    assert code == 0
+    assert out.count("\n") == 1
+    assert err == f"linkprobe: note: source {source}/missing does not exist yet; probed {source}\n"
+    assert run(["--format", fmt, source, target])[2] == ""  # a missing target is the usual case
+
+
+def test_no_note_on_failure_only_the_error(pair: tuple[str, str]) -> None:
+    code, out, err = run(["--mode", "symlink", "--format", "env", pair[0], "/proc/missing/x"])
+    assert (code, out) == (1, "")
+    error_line(err)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_text_and_json_say_a_side_is_missing(pair: tuple[str, str], fmt: str) -> None:
+    source, target = pair
+    code, out, err = run(["--format", fmt, source, target])
+    assert (code, err) == (0, "")
+    if fmt == "json":
+        document = json.loads(out)
+        assert (document["source"]["exists"], document["target"]["exists"]) == (True, False)
+    else:
+        assert f"target: {target}\n  does not exist yet; probed {os.path.dirname(os.path.dirname(target))}\n" in out

@@ -13,24 +13,53 @@ from collections.abc import Sequence
 # typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from linkprobe.linker import LinkStats
     from linkprobe.modes import LinkMode
 
 __all__ = [
     "AuditReadError",
+    "InvalidArgumentError",
     "InvalidModeError",
     "InvalidPathError",
+    "InvalidSourceError",
     "LinkFailedError",
     "LinkModeFallbackWarning",
     "LinkprobeError",
     "NoUsableModeError",
     "SampleError",
+    "SourceIsDirectoryError",
+    "SourceNotDirectoryError",
+    "SourceNotFoundError",
+    "TargetInsideSourceError",
     "TargetNotDirectoryError",
     "UnsupportedModeError",
 ]
 
 
 class LinkprobeError(Exception):
-    """Base class of every error raised by linkprobe."""
+    """Base class of every error raised by linkprobe.
+
+    When :meth:`~linkprobe.Linker.link_tree` fails, the error it raises also carries what
+    the call had done (``stats``) and the names it made but could not remove again
+    (``not_removed``); see docs/api.md. Other errors leave both at their defaults.
+    """
+
+    #: What link_tree had made when it failed (all of it removed again, except
+    #: ``not_removed``); None for errors that do not come from link_tree.
+    stats: LinkStats | None = None
+    #: Paths link_tree created and then left in place, because they were no longer what it
+    #: made (replaced, or a directory that somebody else put files into).
+    not_removed: tuple[str, ...] = ()
+
+
+class InvalidArgumentError(LinkprobeError, ValueError):
+    """An argument outside what it may be, e.g. ``Linker(workers=0)``."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {name} {value!r}: {reason}")
 
 
 class InvalidModeError(LinkprobeError, ValueError):
@@ -72,6 +101,46 @@ class _ModeFileError(LinkprobeError, OSError):
         self.source = source
         self.target = target
         self.reason = reason
+
+
+class InvalidSourceError(LinkprobeError, OSError):
+    """The source given to the Linker cannot be materialised as asked: it does not exist,
+    it is a directory (``link``) or not one (``link_tree``), or it is a special file.
+
+    A wrong argument is an error of that one call; it never changes the mode of a pair.
+    """
+
+    def __init__(self, source: str, target: str, errno: int, reason: str) -> None:
+        super().__init__(errno, reason, source, None, target)
+        self.source = source
+        self.target = target
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"invalid source {self.source} (for {self.target}): {self.reason}"
+
+
+class SourceNotFoundError(InvalidSourceError, FileNotFoundError):
+    """The source does not exist (``ENOENT``)."""
+
+
+class SourceIsDirectoryError(InvalidSourceError, IsADirectoryError):
+    """:meth:`~linkprobe.Linker.link` was given a directory (``EISDIR``); use ``link_tree``."""
+
+
+class SourceNotDirectoryError(InvalidSourceError, NotADirectoryError):
+    """:meth:`~linkprobe.Linker.link_tree` was given something that is not a directory (``ENOTDIR``)."""
+
+
+class TargetInsideSourceError(LinkprobeError, ValueError):
+    """``link_tree``'s target is the source or lies inside it (symlinks and bind mounts
+    resolved): mirroring would copy its own output again, without end, into the source."""
+
+    def __init__(self, source: str, target: str, reason: str) -> None:
+        self.source = source
+        self.target = target
+        self.reason = reason
+        super().__init__(f"cannot mirror {source} into {target}: {reason}")
 
 
 class UnsupportedModeError(_ModeFileError):

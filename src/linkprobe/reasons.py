@@ -8,8 +8,11 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import stat
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
+from linkprobe.errors import LinkFailedError, UnsupportedModeError
 from linkprobe.modes import LinkMode
 from linkprobe.result import SideFacts, same_mount
 
@@ -23,14 +26,22 @@ __all__ = [
     "PER_FILE_ERRNOS",
     "FailureAction",
     "ReasonContext",
+    "SourceProblem",
     "errno_of",
+    "error_class",
     "existing_file_decides",
     "explain_existing_failure",
     "explain_failure",
+    "explain_name_too_long",
     "explain_not_probed",
     "explain_success",
     "explain_timeout",
+    "fallback_advice",
+    "next_mode",
     "on_failure",
+    "on_symlink_failure",
+    "source_problem",
+    "target_inside_source",
 ]
 
 _ENOTSUP: Final[int] = getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)
@@ -280,3 +291,122 @@ def on_failure(mode: LinkMode, code: int, *, explicit: bool) -> FailureAction:
     if code in MODE_UNSUPPORTED_ERRNOS:
         return FailureAction.FALL_BACK
     return FailureAction.RAISE
+
+
+def next_mode(prefer: Sequence[LinkMode], failed: LinkMode, supported: Container[LinkMode]) -> LinkMode | None:
+    """The mode auto mode steps down to after ``failed`` stopped working for a pair.
+
+    The first mode after ``failed`` in ``prefer`` that the probe made work (``supported``);
+    else copy, if ``prefer`` lists it after ``failed`` (copy needs nothing from the
+    filesystem but room, so a probe that could not show it is no reason to give up); else
+    None: no mode left, the failure is an error. Never a mode the caller did not list.
+    """
+    if failed not in prefer:
+        return None
+    later = prefer[list(prefer).index(failed) + 1 :]
+    for mode in later:
+        if mode in supported:
+            return mode
+    return LinkMode.COPY if LinkMode.COPY in later else None
+
+
+def error_class(code: int, *, explicit: bool) -> type[UnsupportedModeError] | type[LinkFailedError]:
+    """The exception for a file that could not be made with the pair's mode (after
+    :func:`on_failure` said RAISE): a chosen mode that does not work here is
+    :class:`UnsupportedModeError`; anything else (a full disk, a missing file, auto mode
+    with no mode left) is :class:`LinkFailedError`."""
+    if explicit and code in MODE_UNSUPPORTED_ERRNOS:
+        return UnsupportedModeError
+    return LinkFailedError
+
+
+def on_symlink_failure(code: int, *, explicit: bool) -> FailureAction:
+    """What a failed re-creation of a symlink of the source tree means.
+
+    FALL_BACK: auto mode, and the target cannot hold symlinks at all (exFAT: ENOSYS/EPERM):
+    materialise the file the link points to, like ``cp -rL``, and warn once. RAISE: an
+    explicit mode (the caller wants the tree as it is or an error), or any other errno
+    (ENOSPC, EACCES, ...), which is not about symlinks.
+    """
+    if explicit:
+        return FailureAction.RAISE
+    if on_failure(LinkMode.SYMLINK, code, explicit=False) is FailureAction.FALL_BACK:
+        return FailureAction.FALL_BACK
+    return FailureAction.RAISE
+
+
+def fallback_advice(mode: LinkMode, env: str | None) -> str:
+    """How the caller silences a fallback warning: by the variable its users set (the
+    Linker's ``env``, e.g. ``UV_LINK_MODE``), or by the argument when there is none."""
+    if env:
+        return f"{env}={mode.value}"
+    return f"pass mode={mode.value!r} to the Linker"
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """Why a source cannot be materialised as asked: an errno and one line."""
+
+    errno: int
+    reason: str
+
+
+def source_problem(st_mode: int | None, *, tree: bool) -> SourceProblem | None:
+    """What is wrong with a source whose ``stat`` (symlinks followed) gave ``st_mode``;
+    None for a source that does not exist. ``tree``: for ``link_tree`` (wants a
+    directory), else for ``link`` (wants a regular file). None when nothing is wrong."""
+    if st_mode is None:
+        return SourceProblem(errno.ENOENT, "source does not exist")
+    if tree:
+        if stat.S_ISDIR(st_mode):
+            return None
+        return SourceProblem(errno.ENOTDIR, "source is not a directory")
+    if stat.S_ISREG(st_mode):
+        return None
+    if stat.S_ISDIR(st_mode):
+        return SourceProblem(errno.EISDIR, "source is a directory (use link_tree for a directory)")
+    # Opening a FIFO blocks until a writer comes; a device would be read forever.
+    return SourceProblem(errno.EINVAL, "not a regular file, directory or symlink; not copied")
+
+
+def _inside(path: str, top: str, sep: str) -> bool:
+    return path == top or path.startswith(top.rstrip(sep) + sep)
+
+
+def target_inside_source(real_source: str, real_target: str, *, sep: str = os.sep) -> str | None:
+    """Why ``link_tree`` must not mirror ``real_source`` into ``real_target`` (both with
+    symlinks resolved and case folded as the OS compares), or None when it may.
+
+    A target equal to the source would make every file over itself; a target inside it
+    would be walked as part of the source and mirrored into itself again, level after
+    level, until the path is too long (ENAMETOOLONG), all of it written into the source.
+    """
+    if real_target == real_source:
+        return "the target is the source itself"
+    if _inside(real_target, real_source, sep):
+        return f"the target resolves to {real_target}, inside the source {real_source}"
+    return None
+
+
+#: Linux limits.h: NAME_MAX and PATH_MAX (with its terminating NUL).
+_NAME_MAX: Final[int] = 255
+_PATH_MAX: Final[int] = 4096
+
+
+def explain_name_too_long(
+    paths: Sequence[str], *, name_max: int = _NAME_MAX, path_max: int = _PATH_MAX, sep: str = os.sep
+) -> str:
+    """The reason for ENAMETOOLONG, naming the path that is too long: the first of
+    ``paths`` (target before source) with a name over ``name_max`` bytes or a length of
+    ``path_max`` bytes or more; else the first path, for a filesystem with lower limits."""
+    for path in paths:
+        size = len(os.fsencode(path))
+        longest = max(path.split(sep), key=lambda name: len(os.fsencode(name)))
+        longest_size = len(os.fsencode(longest))
+        if longest_size > name_max:
+            shown = longest if len(longest) <= 40 else f"{longest[:40]}..."
+            return f"file name too long: a {longest_size}-byte name ({shown}) in {path} (NAME_MAX {name_max})"
+        if size >= path_max:
+            return f"path too long: {path} is {size} bytes (PATH_MAX {path_max})"
+    first = paths[0] if paths else "?"
+    return f"file name too long for this filesystem: {first}"

@@ -12,11 +12,11 @@ import io
 import os
 import sys
 
-from linkprobe.cli._common import DEFAULT_ENV, EXIT_OK, UsageError, signals_as_exceptions, write
+from linkprobe.cli._common import DEFAULT_ENV, EXIT_OK, UsageError, one_line, signals_as_exceptions, write
 from linkprobe.errors import NoUsableModeError, UnsupportedModeError
 from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_choice, requested_word
 from linkprobe.probe import probe
-from linkprobe.result import Probe
+from linkprobe.result import Probe, missing_note
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def _render_text(result: Probe, mode: LinkMode | None, request: _Request, out: T
         lines.append(f"  {verdict.mode.value:<9} {verdict.status.value:<12}{errno_name} {verdict.reason}")
     for role, side in (("source", result.source), ("target", result.target)):
         lines.append(
-            f"{role}: {side.given}\n  probed {side.probed}\n"
+            f"{role}: {side.given}\n  {missing_note(side) or 'probed ' + side.probed}\n"
             f"  st_dev {'unknown (no answer)' if side.st_dev is None else side.st_dev}, "
             f"mount {side.mount_point} ({side.fstype}{', read-only' if side.read_only else ''})"
         )
@@ -111,6 +111,8 @@ def _render_text(result: Probe, mode: LinkMode | None, request: _Request, out: T
     )
     if result.linked_from_existing:
         lines.append(f"linked from existing file {result.linked_from}")
+    elif result.existing_file is not None:
+        lines.append(f"checked on existing file {result.existing_file}")
     if result.timed_out:
         lines.append("timed out: modes marked timed-out were not verified")
     out.write("\n".join(lines) + "\n")
@@ -159,5 +161,17 @@ def run(args: argparse.Namespace) -> int:
     except (UnsupportedModeError, NoUsableModeError) as exc:
         _emit(args.format, args.env, result, None, request, str(exc))
         raise
+    if args.format in ("mode", "env"):  # text and json say it in their own output
+        _note_missing(result)
     _emit(args.format, args.env, result, mode, request, None)
     return EXIT_OK
+
+
+def _note_missing(result: Probe) -> None:
+    """One line on stderr when the source does not exist: the answer is then its nearest
+    existing ancestor's, which a mistyped cache path would otherwise hide. A target that
+    does not exist yet is the usual case (a venv about to be made): text and json say
+    so, the one-word formats stay quiet."""
+    note = missing_note(result.source)
+    if note is not None:
+        sys.stderr.write(f"linkprobe: note: source {one_line(result.source.given)} {note}\n")
