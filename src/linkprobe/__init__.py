@@ -13,6 +13,7 @@ from linkprobe.errors import (
     LinkModeFallbackWarning,
     LinkprobeError,
     NoUsableModeError,
+    SampleError,
     SourceIsDirectoryError,
     SourceNotDirectoryError,
     SourceNotFoundError,
@@ -32,16 +33,19 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from linkprobe.auditing import Audit, audit
+    from linkprobe.benchmarking import BenchResult, bench
     from linkprobe.linker import Fallback, Linker, LinkStats
 
 #: Public names imported on first use, each from its module: the linker pulls in
 #: concurrent.futures and logging, ~35 ms that the command line (which only probes) should
-#: not pay at every CI job start; the audit walks trees, which the probe does not need either.
-#: The audit's module is not named ``audit``: importing a submodule sets it as an attribute
-#: of this package, and ``linkprobe.audit`` would then be the module instead of the function.
+#: not pay at every CI job start; the audit and the benchmark walk trees, which the probe does not need either.
+#: Their modules are not named ``audit`` and ``bench``: importing a submodule sets it as an
+#: attribute of this package, and ``linkprobe.audit`` would then be the module, not the function.
 _LAZY: Final[dict[str, str]] = {
     "Audit": "linkprobe.auditing",
     "audit": "linkprobe.auditing",
+    "BenchResult": "linkprobe.benchmarking",
+    "bench": "linkprobe.benchmarking",
     "Fallback": "linkprobe.linker",
     "Linker": "linkprobe.linker",
     "LinkStats": "linkprobe.linker",
@@ -69,6 +73,7 @@ __all__ = [
     "SCRATCH_PREFIX",
     "Audit",
     "AuditReadError",
+    "BenchResult",
     "Fallback",
     "InvalidArgumentError",
     "InvalidModeError",
@@ -82,6 +87,7 @@ __all__ = [
     "LinkprobeError",
     "NoUsableModeError",
     "Probe",
+    "SampleError",
     "SideFacts",
     "SourceIsDirectoryError",
     "SourceNotDirectoryError",
@@ -93,6 +99,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "audit",
+    "bench",
     "clear_cache",
     "parse_mode",
     "parse_order",

@@ -26,6 +26,7 @@ __all__ = [
     "LinkModeFallbackWarning",
     "LinkprobeError",
     "NoUsableModeError",
+    "SampleError",
     "SourceIsDirectoryError",
     "SourceNotDirectoryError",
     "SourceNotFoundError",
@@ -172,6 +173,16 @@ class LinkFailedError(_ModeFileError):
 
     def __str__(self) -> str:
         return f"cannot {self.mode.value} {self.source} to {self.target}: {self.reason}"
+
+
+class SampleError(LinkprobeError, ValueError):
+    """``bench`` has no tree to measure with: a ``--sample`` that is not a usable
+    directory, or a read-only source with nothing to sample; the message says what to pass."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot sample {path}: {reason}")
 
 
 class LinkModeFallbackWarning(UserWarning):

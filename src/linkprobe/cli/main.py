@@ -35,6 +35,7 @@ __all__ = ["COMMANDS", "DEFAULT_COMMAND", "EXIT_NO_MODE", "EXIT_OK", "EXIT_USAGE
 COMMANDS: Final[dict[str, str]] = {
     "probe": "which mode works from SOURCE to TARGET (the default command)",
     "audit": "what an installer did: hardlinks, clones, copies under TARGET",
+    "bench": "time each working mode from SOURCE to TARGET, and its disk use",
 }
 DEFAULT_COMMAND: Final[str] = "probe"
 
