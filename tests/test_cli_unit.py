@@ -22,6 +22,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from _stderr import error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,9 +69,7 @@ def run_main(argv: list[str], *, roots: tuple[Path | str, ...] = ()) -> Run:
 
 def assert_one_error_line(run: Run) -> None:
     assert "Traceback" not in run.err
-    assert run.err.endswith("\n")
-    assert len(run.err.splitlines()) == 1
-    assert run.err.startswith("linkprobe: error: ")
+    error_line(run.err)
 
 
 @pytest.fixture(autouse=True)
@@ -466,7 +465,7 @@ def test_any_mode_text(shared_pair: tuple[str, str], text: str) -> None:
             assert run.out == f"{mode.value}\n"  # an explicit mode is never replaced
     else:
         assert run.out == ""
-        assert len(run.err.splitlines()) == 1
+        error_line(run.err)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -478,4 +477,4 @@ def test_any_env_value(shared_pair: tuple[str, str], value: str) -> None:
     assert "Traceback" not in run.err
     if run.code == EXIT_USAGE:
         assert ENV in run.err
-        assert len(run.err.splitlines()) == 1
+        error_line(run.err)

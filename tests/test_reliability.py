@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from _mounts import ScratchMounts, find_litter
+from _stderr import error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,9 +71,7 @@ def run_module(argv: Sequence[str], cwd: str | None = None, **extra_env: str) ->
 
 def assert_one_error_line(stderr: str) -> None:
     assert TRACEBACK not in stderr
-    assert stderr.startswith("linkprobe: error: "), stderr
-    assert stderr.endswith("\n")
-    assert stderr.count("\n") == 1, stderr
+    error_line(stderr)
 
 
 @pytest.fixture
@@ -309,7 +308,7 @@ def _hold_signal_mid_probe(monkeypatch: pytest.MonkeyPatch, sig: signal.Signals)
     def probing(*args: Any, **kwargs: Any) -> Any:
         return real_probe(*args, **{**kwargs, "backend": Signalling()})
 
-    monkeypatch.setattr("linkprobe.cli.probe", probing)
+    monkeypatch.setattr("linkprobe.cli.probe.probe", probing)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -594,8 +593,7 @@ def _check_run(code: int, out: str, err: str) -> None:
     assert code in CLEAN_EXITS, (code, err)
     assert TRACEBACK not in err
     if code != 0:
-        assert err.startswith("linkprobe: error: "), err
-        assert err.count("\n") == 1, err
+        error_line(err)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from _mounts import SCRATCH_PREFIX, ScratchMounts, find_litter, fuse_daemon_pid
+from _stderr import error_line
 
 from linkprobe import LinkMode, Status, UnsupportedModeError, probe
 from linkprobe.cli import main
@@ -96,8 +97,7 @@ def test_cli_rejects_a_bad_timeout_with_exit_2(tmp_path: Path, bad: str, capsys:
     with pytest.raises(SystemExit) as raised:
         main(["--timeout", bad, str(tmp_path), str(tmp_path / "t")])
     assert raised.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
+    err = error_line(capsys.readouterr().err)
     assert "--timeout" in err
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from linkprobe.errors import InvalidModeError
 
@@ -15,8 +16,10 @@ __all__ = [
     "AUTO_ORDER",
     "ORDER_WORDS",
     "LinkMode",
+    "parse_choice",
     "parse_mode",
     "parse_order",
+    "requested_word",
 ]
 
 
@@ -91,3 +94,27 @@ def parse_order(value: str | LinkMode | None) -> tuple[LinkMode, ...] | None:
     if value is None or isinstance(value, LinkMode):
         return None
     return ORDER_WORDS.get(value.strip().lower())
+
+
+def parse_choice(value: str | LinkMode | None, *, source: str = "mode") -> LinkMode | tuple[LinkMode, ...] | None:
+    """One mode (explicit), an order of modes (:func:`parse_order`), or None (auto).
+
+    :raises InvalidModeError: as :func:`parse_mode`.
+    """
+    return parse_order(value) or parse_mode(value, source=source)
+
+
+def requested_word(
+    mode: str | LinkMode | None, env: str | None, environ: Mapping[str, str], *, mode_source: str = "mode"
+) -> tuple[str | LinkMode | None, str]:
+    """The word that was asked for and where it came from.
+
+    ``mode`` (an argument, named ``mode_source``) wins; else the environment variable
+    ``env`` in ``environ``; ``env`` None or empty reads no variable. The place is
+    ``mode_source`` or ``"environment variable NAME"``, for error messages and reports.
+    """
+    if mode is not None:
+        return mode, mode_source
+    if not env:
+        return None, mode_source
+    return environ.get(env), f"environment variable {env}"

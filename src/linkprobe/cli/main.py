@@ -1,0 +1,127 @@
+"""``linkprobe [COMMAND] ...``: pick the command, run it, turn its outcome into an exit code.
+
+Each command is one module, ``linkprobe.cli.<name>``, with ``configure(parser)`` and
+``run(args) -> int``; it is imported only when it runs, so the default command (the probe a
+CI job runs at every start) pays for no other. Without a command name, the arguments are
+the probe command's: ``linkprobe SOURCE TARGET`` is ``linkprobe probe SOURCE TARGET``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from linkprobe.cli._common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_NO_MODE,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    Parser,
+    Terminated,
+    one_line,
+)
+from linkprobe.errors import LinkprobeError, TargetNotDirectoryError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
+
+__all__ = ["COMMANDS", "DEFAULT_COMMAND", "EXIT_NO_MODE", "EXIT_OK", "EXIT_USAGE", "exit_status", "main", "main_exit"]
+
+#: Every command: name -> one-line summary (for ``--help``, without importing the module).
+COMMANDS: Final[dict[str, str]] = {
+    "probe": "which mode works from SOURCE to TARGET (the default command)",
+}
+DEFAULT_COMMAND: Final[str] = "probe"
+
+
+def exit_status(exc: BaseException) -> tuple[int, str | None]:
+    """The exit code for an exception out of a command, and the one line to print (None: silent).
+
+    The only place that maps outcomes to exit codes (documented in docs/cli.md):
+    bad input is 2, a refusal of the filesystem or machine is 1, signals are 128 + N.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_SIGINT, None
+    if isinstance(exc, Terminated):
+        return EXIT_SIGTERM, None
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_BROKEN_PIPE, None
+    if isinstance(exc, (ValueError, TargetNotDirectoryError)) and isinstance(exc, LinkprobeError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, LinkprobeError):
+        return EXIT_NO_MODE, str(exc)
+    if isinstance(exc, OSError):  # a failure of the machine itself, e.g. /proc unreadable
+        return EXIT_NO_MODE, f"{exc.strerror or exc} ({os.fspath(exc.filename or '')})"
+    raise exc
+
+
+def _epilog() -> str:
+    commands = "\n".join(f"  {name:<8} {summary}" for name, summary in COMMANDS.items())
+    return (
+        f"commands (linkprobe COMMAND --help for each):\n{commands}\n\n"
+        "Without a command, the arguments are the probe command's.\n"
+        "Exit status: 0 success, 1 the chosen mode (or every mode) does not work here or I/O failed, "
+        "2 bad usage or input, 130/143 interrupted, 141 stdout closed."
+    )
+
+
+def _parser(command: str, *, named: bool) -> tuple[Parser, Any]:
+    """The parser of ``command``, and its module (imported now, not before)."""
+    module = __import__(f"linkprobe.cli.{command}", fromlist=["run"])
+    description = (module.__doc__ or "").split("\n\n")[0]
+    if named:
+        parser = Parser(prog=f"linkprobe {command}", description=description)
+    else:
+        parser = Parser(prog="linkprobe", description=description, epilog=_epilog())
+    from linkprobe import __version__
+
+    parser.add_argument("-V", "--version", action="version", version=f"linkprobe {__version__}")
+    module.configure(parser)
+    if not named:  # show both forms: the default command's arguments, and a named command
+        usage = parser.format_usage().removeprefix("usage: ").rstrip()
+        parser.usage = f"{usage}\n       linkprobe {{{','.join(COMMANDS)}}} ..."
+    return parser, module
+
+
+def _silence_stdout() -> None:
+    """After EPIPE on stdout: point fd 1 at /dev/null, so that the interpreter's own flush
+    at exit does not fail a second time (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):  # stdout is not a real file (tests)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    named = bool(arguments) and arguments[0] in COMMANDS
+    command = arguments.pop(0) if named else DEFAULT_COMMAND
+    try:
+        parser, module = _parser(command, named=named)
+        status: int = module.run(parser.parse_args(arguments))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+    except BaseException as exc:  # every outcome becomes an exit code here
+        if isinstance(exc, SystemExit):  # argparse: --help, --version, usage errors
+            raise
+        status, message = exit_status(exc)
+        if isinstance(exc, BrokenPipeError):
+            _silence_stdout()
+        if message is not None:
+            sys.stderr.write(f"linkprobe: error: {one_line(message)}\n")
+    return status
+
+
+def main_exit() -> None:
+    """Console-script entry point: exit with :func:`main`'s status."""
+    try:
+        status = main()
+    except KeyboardInterrupt:  # Ctrl-C while parsing arguments, before main()'s own handler
+        status = EXIT_SIGINT
+    sys.exit(status)

@@ -1,0 +1,160 @@
+"""Find the best way to put files from SOURCE into TARGET: clone, hardlink, symlink or copy.
+
+``linkprobe probe SOURCE TARGET``, or plain ``linkprobe SOURCE TARGET``: prints the mode to
+use, or why none works. Exit codes as :func:`linkprobe.cli.main.exit_status`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+
+from linkprobe.cli._common import DEFAULT_ENV, EXIT_OK, UsageError, signals_as_exceptions, write
+from linkprobe.errors import NoUsableModeError, UnsupportedModeError
+from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_choice, requested_word
+from linkprobe.probe import probe
+from linkprobe.result import Probe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, TextIO
+
+__all__ = ["SCHEMA_VERSION", "configure", "run"]
+
+#: The version of the ``--format json`` document (docs/cli.md). Adding a key keeps it;
+#: removing or changing the meaning of one raises it.
+SCHEMA_VERSION: Final[int] = 1
+_FORMATS: Final[tuple[str, ...]] = ("mode", "text", "json", "env")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The probe command's arguments."""
+    parser.add_argument("source", metavar="SOURCE", help="directory (or file) files come from, e.g. a cache")
+    parser.add_argument("target", metavar="TARGET", help="directory files go to; may not exist yet")
+    parser.add_argument(
+        "--mode",
+        metavar="MODE",
+        help=f"verify this mode instead of choosing one ({', '.join(VALID_WORDS)}; aliases reflink, cow, "
+        "softlink; pnpm's clone-or-copy: the first of clone, copy that works)",
+    )
+    parser.add_argument(
+        "--env",
+        metavar="NAME",
+        default=DEFAULT_ENV,
+        help=f"read an explicit mode from environment variable NAME (default {DEFAULT_ENV}); --mode wins",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        help="give up waiting for a filesystem that does not answer (a hung FUSE or network mount) after "
+        "SECONDS: unanswered modes count as timed out, auto answers copy, an explicit mode fails",
+    )
+    parser.add_argument(
+        "--format", choices=_FORMATS, default="mode", help="mode word (default), text, json, or env (NAME=mode)"
+    )
+
+
+class _Request:
+    """What the user asked for: the word as given, where it came from, what it means."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        word, source = requested_word(args.mode, args.env or None, os.environ, mode_source="--mode")
+        text = word.strip() if isinstance(word, str) else None
+        #: The word asked for (stripped), or None when nothing was asked for.
+        self.word = text or None
+        self.source = source if self.word is not None else None
+        # pnpm's "clone-or-copy" names an order, not a mode: the user's own fallback rule.
+        chosen = parse_choice(word, source=source)
+        self.mode = chosen if isinstance(chosen, LinkMode) else None
+        self.order = chosen if isinstance(chosen, tuple) else AUTO_ORDER
+
+    @property
+    def explicit(self) -> bool:
+        return self.mode is not None
+
+
+def _how(request: _Request) -> str:
+    if request.explicit:
+        return f"explicit, from {request.source}"
+    if request.word is not None and request.order is not AUTO_ORDER:
+        return f"auto, in the order {request.word} from {request.source}"
+    return "auto"
+
+
+def _render_text(result: Probe, mode: LinkMode | None, request: _Request, out: TextIO) -> None:
+    lines = [f"mode: {mode.value if mode else 'none'} ({_how(request)})"]
+    for verdict in result.verdicts:
+        errno_name = f" [{verdict.errno_name}]" if verdict.errno_name else ""
+        lines.append(f"  {verdict.mode.value:<9} {verdict.status.value:<12}{errno_name} {verdict.reason}")
+    for role, side in (("source", result.source), ("target", result.target)):
+        lines.append(
+            f"{role}: {side.given}\n  probed {side.probed}\n"
+            f"  st_dev {'unknown (no answer)' if side.st_dev is None else side.st_dev}, "
+            f"mount {side.mount_point} ({side.fstype}{', read-only' if side.read_only else ''})"
+        )
+    lines.append(
+        f"same device: {'yes' if result.same_device else 'no'}, same mount: {'yes' if result.same_mount else 'no'}"
+    )
+    if result.linked_from_existing:
+        lines.append(f"linked from existing file {result.linked_from}")
+    if result.timed_out:
+        lines.append("timed out: modes marked timed-out were not verified")
+    out.write("\n".join(lines) + "\n")
+
+
+def _env_name_ok(name: str) -> bool:
+    """``--format env`` writes ``NAME=mode`` lines (into GITHUB_ENV, say): a NAME that is
+    empty or holds ``=`` or a line break would write a different variable or a second line."""
+    return name.splitlines() == [name] and "=" not in name and "\0" not in name
+
+
+def _emit(fmt: str, env: str, result: Probe, mode: LinkMode | None, request: _Request, error: str | None) -> None:
+    out = io.StringIO()  # rendered whole, then written once through write()
+    if fmt == "text":
+        _render_text(result, mode, request, out)
+    elif fmt == "json":
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "mode": mode.value if mode else None,
+            "explicit": request.explicit,
+            "requested": request.word,
+            "requested_from": request.source,
+            **result.to_dict(),
+        }
+        if error is not None:
+            document["error"] = error
+        import json  # only here: ~2 ms of start-up that the other formats do not need
+
+        out.write(json.dumps(document, indent=2) + "\n")
+    elif mode is not None:
+        out.write(f"{env}={mode.value}\n" if fmt == "env" else f"{mode.value}\n")
+    write(sys.stdout, out.getvalue())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Probe, print the answer in ``args.format``; raise what the exit code is made from."""
+    if args.format == "env" and not _env_name_ok(args.env):
+        raise UsageError(f"--format env needs a variable name without '=' or line breaks, got {args.env!r}")
+    request = _Request(args)
+    with signals_as_exceptions():
+        result = probe(args.source, args.target, cache=False, timeout=args.timeout)
+    try:
+        mode = result.require(request.mode, order=request.order)
+    except (UnsupportedModeError, NoUsableModeError) as exc:
+        _emit(args.format, args.env, result, None, request, str(exc))
+        raise
+    _emit(args.format, args.env, result, mode, request, None)
+    return EXIT_OK

@@ -1,0 +1,230 @@
+"""The command layer: dispatch to commands, one table of exit codes, the CLI contract
+(no abbreviations, ``-V``, usage on usage errors, a closed stdout, the JSON keys)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _stderr import error_line
+
+from linkprobe import (
+    InvalidModeError,
+    InvalidPathError,
+    LinkFailedError,
+    LinkMode,
+    NoUsableModeError,
+    TargetNotDirectoryError,
+    UnsupportedModeError,
+    __version__,
+)
+from linkprobe.cli import main
+from linkprobe.cli._common import EXIT_BROKEN_PIPE, Terminated, UsageError
+from linkprobe.cli.main import COMMANDS, exit_status
+from linkprobe.cli.probe import SCHEMA_VERSION
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_module(argv: list[str], stdout: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("LINKPROBE_MODE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "linkprobe", *argv],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    monkeypatch.delenv("LINKPROBE_MODE", raising=False)
+    monkeypatch.delenv("UV_LINK_MODE", raising=False)
+    (tmp_path / "cache").mkdir()
+    return str(tmp_path / "cache"), str(tmp_path / "project" / ".venv")
+
+
+# -- one table of exit codes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "silent"),
+    [
+        (KeyboardInterrupt(), 130, True),
+        (Terminated(), 143, True),
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), EXIT_BROKEN_PIPE, True),
+        (InvalidModeError("x", source="--mode", valid=("copy",)), 2, False),
+        (InvalidPathError("", "source path is empty"), 2, False),
+        (TargetNotDirectoryError("/etc/passwd"), 2, False),
+        (UsageError("--format env needs a name"), 2, False),
+        (UnsupportedModeError(LinkMode.HARDLINK, "/a", "/b", errno.EXDEV, "different mounts"), 1, False),
+        (NoUsableModeError("/a", "/b", {LinkMode.COPY: "read-only"}, errno.EROFS), 1, False),
+        (LinkFailedError(LinkMode.COPY, "/a", "/b", errno.ENOSPC, "no space"), 1, False),
+        (PermissionError(errno.EACCES, "Permission denied", "/proc/self/mountinfo"), 1, False),
+    ],
+)
+def test_exit_status_table(exc: BaseException, code: int, silent: bool) -> None:
+    status, message = exit_status(exc)
+    assert status == code
+    assert (message is None) is silent
+
+
+def test_exit_status_lets_a_bug_through() -> None:
+    with pytest.raises(ZeroDivisionError):
+        exit_status(ZeroDivisionError("a bug is a traceback, not an exit code"))
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def test_named_probe_command_is_the_default_command(pair: tuple[str, str]) -> None:
+    plain = run(["--format", "json", *pair])
+    named = run(["probe", "--format", "json", *pair])
+    assert plain[0] == named[0] == 0
+    assert json.loads(plain[1])["modes"] == json.loads(named[1])["modes"]
+
+
+def test_help_lists_every_command() -> None:
+    code, out, _ = run(["--help"])
+    assert code == 0
+    for name, summary in COMMANDS.items():
+        assert f"  {name:<8} {summary}" in out
+    assert "linkprobe {" in out  # the usage shows the named form too
+
+
+def test_command_help_names_the_command() -> None:
+    code, out, _ = run(["probe", "--help"])
+    assert code == 0
+    assert out.startswith("usage: linkprobe probe ")
+
+
+def test_plain_probe_imports_no_other_command(pair: tuple[str, str]) -> None:
+    code = (
+        "import sys, linkprobe.cli\n"
+        f"status = linkprobe.cli.main(['--format', 'mode', {pair[0]!r}, {pair[1]!r}])\n"
+        "others = sorted(m for m in sys.modules if m.startswith('linkprobe.cli.') and m not in "
+        "('linkprobe.cli.main', 'linkprobe.cli._common', 'linkprobe.cli.probe'))\n"
+        "print(status, others)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert done.stdout.splitlines()[-1] == "0 []"
+
+
+# -- the contract -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version_flags(flag: str) -> None:
+    code, out, _ = run([flag])
+    assert (code, out) == (0, f"linkprobe {__version__}\n")
+
+
+@pytest.mark.parametrize("abbreviation", ["--form", "--mod", "--tim", "--en"])
+def test_abbreviations_are_refused(pair: tuple[str, str], abbreviation: str) -> None:
+    code, out, err = run([abbreviation, "text", *pair])
+    assert code == 2
+    assert out == ""
+    assert "unrecognized arguments" in error_line(err)
+
+
+def test_usage_error_prints_the_usage_then_one_line(pair: tuple[str, str]) -> None:
+    code, _, err = run(["--format", "yaml", *pair])
+    assert code == 2
+    assert err.startswith("usage: linkprobe ")
+    assert "invalid choice: 'yaml'" in error_line(err)
+
+
+def test_bad_env_name_is_a_usage_error_without_usage(pair: tuple[str, str]) -> None:
+    code, out, err = run(["--format", "env", "--env", "A=B", *pair])
+    assert (code, out) == (2, "")
+    assert err == "linkprobe: error: --format env needs a variable name without '=' or line breaks, got 'A=B'\n"
+
+
+@pytest.mark.parametrize("fmt", ["mode", "json", "text"])
+def test_closed_stdout_is_silent(pair: tuple[str, str], fmt: str) -> None:
+    """``linkprobe … | true``: the reader is gone before we write; no "Broken pipe" line."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = run_module(["--format", fmt, *pair], stdout=writer)
+    finally:
+        os.close(writer)
+    assert done.returncode == EXIT_BROKEN_PIPE
+    assert done.stderr == ""
+
+
+def test_json_says_what_was_requested_and_from_where(pair: tuple[str, str]) -> None:
+    code, out, _ = run(["--format", "json", *pair])
+    document = json.loads(out)
+    assert code == 0
+    assert document["schema_version"] == SCHEMA_VERSION == 1
+    assert (document["requested"], document["requested_from"], document["explicit"]) == (None, None, False)
+
+    code, out, _ = run(["--format", "json", "--mode", " Copy ", *pair])
+    document = json.loads(out)
+    assert (document["requested"], document["requested_from"], document["explicit"]) == ("Copy", "--mode", True)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UV_LINK_MODE", "copy")
+        code, out, _ = run(["--format", "json", "--env", "UV_LINK_MODE", *pair])
+    document = json.loads(out)
+    assert (document["requested"], document["requested_from"]) == ("copy", "environment variable UV_LINK_MODE")
+    assert document["mode"] == "copy"
+
+
+def test_json_keeps_an_order_word(pair: tuple[str, str]) -> None:
+    code, out, _ = run(["--format", "json", "--mode", "clone-or-copy", *pair])
+    assert code == 0
+    document = json.loads(out)
+    assert (document["requested"], document["explicit"]) == ("clone-or-copy", False)
+    assert document["mode"] in ("clone", "copy")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "first_line"),
+    [
+        (["--mode", "copy"], {}, "mode: copy (explicit, from --mode)"),
+        (
+            ["--env", "UV_LINK_MODE"],
+            {"UV_LINK_MODE": "copy"},
+            "mode: copy (explicit, from environment variable UV_LINK_MODE)",
+        ),
+        ([], {}, "mode: "),
+    ],
+)
+def test_text_says_where_an_explicit_mode_came_from(
+    pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], first_line: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, _ = run(["--format", "text", *argv, *pair])
+    assert code == 0
+    assert out.splitlines()[0].startswith(first_line)
+    if not argv:
+        assert out.splitlines()[0].endswith("(auto)")
+
+
+def test_text_names_an_order_word(pair: tuple[str, str]) -> None:
+    code, out, _ = run(["--format", "text", "--mode", "clone-or-copy", *pair])
+    assert code == 0
+    assert out.splitlines()[0].endswith("(auto, in the order clone-or-copy from --mode)")
