@@ -1,10 +1,15 @@
 """linkprobe benchmarks: every figure is a ratio against a baseline measured in the same run.
 
-    python benchmarks/bench.py [--files 5000] [--rounds 7] [--dir DIR]
+    python benchmarks/bench.py [--files 5000] [--rounds 7] [--dir DIR] [--large]
 
 - probe(): one uncached probe vs the bare syscalls it makes (same files, no logic);
-- CLI: ``python -m linkprobe A B`` vs ``python -c pass``;
-- link_tree(): hardlink vs ``cp -al``, copy vs ``cp -r``, on a site-packages-like tree.
+- probe() answered from the cache vs one ``os.stat``;
+- CLI: ``linkprobe A B`` (the console script's code path, no runpy) vs ``python -c pass``;
+- link_tree(): hardlink vs ``cp -al``, copy vs ``cp -r``, on a site-packages-like tree, in
+  process; and a whole ``python -c "...link_tree(...)"`` process vs ``cp -al``;
+- with ``--large``: 200 files of 1-20 MB, copy vs ``cp -r --reflink=never``.
+
+The last lines print every figure beside its goal (docs/benchmarks.md).
 
 Runs are interleaved (A B A B ...) and the minimum of each is compared: on a shared,
 noisy machine the minimum is the figure least disturbed by others. Not a test: nothing
@@ -105,22 +110,39 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--large", action="store_true", help="also copy 200 files of 1-20 MB (about 2 GB)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="linkprobe-bench-", dir=args.dir))
     try:
-        run(base, args.files, args.rounds)
+        run(base, args.files, args.rounds, large=args.large)
     finally:
         shutil.rmtree(base)
 
 
-def run(base: Path, files: int, rounds: int) -> None:
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.platform()} Python {platform.python_version()}")
-    print(f"# cpus={os.cpu_count()} files={files} rounds={rounds} dir={base}")
-    source, target = base / "src", base / "dst"
-    source.mkdir()
-    make_tree(source, files)
-    target.mkdir()
+#: (figure, baseline, goal ratio): the targets in docs/benchmarks.md.
+GOALS: dict[str, tuple[str, float]] = {
+    "uncached probe": ("bare syscalls", 3.0),
+    "cached probe": ("one os.stat", 3.0),
+    "CLI linkprobe SOURCE TARGET": ("python -c pass", 1.5),
+    "link_tree hardlink (in-process)": ("cp -al", 1.0),
+    "link_tree copy (in-process)": ("cp -r", 1.0),
+    "python -c link_tree hardlink (process)": ("cp -al", 1.3),
+    "large copies (in-process)": ("cp -r --reflink=never", 1.0),
+}
 
+
+def make_large_tree(root: Path, count: int = 200) -> None:
+    """``count`` files of 1-20 MB: where copying is the cost, not bookkeeping."""
+    rng = __import__("random").Random(11)
+    root.mkdir()
+    block = rng.randbytes(1 << 20)
+    for index in range(count):
+        with open(root / f"blob{index}.bin", "wb") as handle:
+            for _ in range(rng.randint(1, 20)):
+                handle.write(block)
+
+
+def bench_probe(source: Path, target: Path, rounds: int) -> dict[str, float]:
     calls = 300
     timings = best_of(
         rounds,
@@ -130,29 +152,51 @@ def run(base: Path, files: int, rounds: int) -> None:
         },
     )
     per_call = {name: value / calls * 1e6 for name, value in timings.items()}
+    ratio = timings["probe(cache=False)"] / timings["bare syscalls"]
     print(f"probe: {per_call['probe(cache=False)']:.0f} us/call; bare syscalls {per_call['bare syscalls']:.0f} us")
-    print(f"  ratio probe / bare syscalls = {timings['probe(cache=False)'] / timings['bare syscalls']:.2f}")
+    print(f"  ratio probe / bare syscalls = {ratio:.2f}")
 
-    python = sys.executable
-    env = installed_env()
-    cli = command([python, "-m", "linkprobe", str(source), str(target / "venv")], env)
-    cli()  # writes the bytecode caches of an editable install once
+    probe(source, target)  # the cached answer the loop below reads
+    calls = 3000
     timings = best_of(
         rounds,
-        {"python -c pass": command([python, "-c", "pass"], env), "python -m linkprobe": cli},
+        {
+            "os.stat": lambda: [os.stat(source) for _ in range(calls)] and None,
+            "probe (cached)": lambda: [probe(source, target) for _ in range(calls)] and None,
+        },
     )
-    print(
-        f"CLI: {timings['python -m linkprobe'] * 1e3:.1f} ms; python -c pass {timings['python -c pass'] * 1e3:.1f} ms"
-    )
-    print(f"  ratio CLI / python -c pass = {timings['python -m linkprobe'] / timings['python -c pass']:.2f}")
+    per_call = {name: value / calls * 1e6 for name, value in timings.items()}
+    cached = timings["probe (cached)"] / timings["os.stat"]
+    print(f"cached probe: {per_call['probe (cached)']:.1f} us/call; os.stat {per_call['os.stat']:.1f} us")
+    print(f"  ratio cached probe / os.stat = {cached:.2f}")
+    return {"uncached probe": ratio, "cached probe": cached}
 
-    tree = target / "tree"
 
+def bench_cli(source: Path, target: Path, rounds: int) -> dict[str, float]:
+    python = sys.executable
+    env = installed_env()
+    # What the installed console script runs (pip's wrapper: import, call main_exit).
+    script = "import sys; from linkprobe.cli import main_exit; sys.exit(main_exit())"
+    cli = command([python, "-c", script, str(source), str(target / "venv")], env)
+    cli()  # writes the bytecode caches of an editable install once
+    timings = best_of(rounds, {"python -c pass": command([python, "-c", "pass"], env), "linkprobe": cli})
+    ratio = timings["linkprobe"] / timings["python -c pass"]
+    print(f"CLI: {timings['linkprobe'] * 1e3:.1f} ms; python -c pass {timings['python -c pass'] * 1e3:.1f} ms")
+    print(f"  ratio CLI / python -c pass = {ratio:.2f}")
+    return {"CLI linkprobe SOURCE TARGET": ratio}
+
+
+def clearing(tree: Path) -> Callable[[], None]:
     def clear() -> None:
         shutil.rmtree(tree, ignore_errors=True)
         # Flush the last round's dirty pages so that writeback does not land on the next.
         os.sync()
 
+    return clear
+
+
+def bench_link_tree(source: Path, tree: Path, rounds: int) -> dict[str, float]:
+    ratios = {}
     for mode, baseline in ((LinkMode.HARDLINK, ["cp", "-al"]), (LinkMode.COPY, ["cp", "-r"])):
         label = " ".join(baseline)
         timings = best_of(
@@ -161,12 +205,67 @@ def run(base: Path, files: int, rounds: int) -> None:
                 label: command([*baseline, str(source), str(tree)]),
                 f"link_tree {mode.value}": lambda mode=mode: Linker(mode, env=None).link_tree(source, tree) and None,
             },
-            before=clear,
+            before=clearing(tree),
         )
         ours = timings[f"link_tree {mode.value}"]
         print(f"link_tree {mode.value}: {ours * 1e3:.0f} ms; {label} {timings[label] * 1e3:.0f} ms")
         print(f"  ratio link_tree {mode.value} / {label} = {ours / timings[label]:.2f}")
-    clear()
+        ratios[f"link_tree {mode.value} (in-process)"] = ours / timings[label]
+
+    linking = "import sys; from linkprobe import Linker; Linker('hardlink', env=None).link_tree(*sys.argv[1:])"
+    timings = best_of(
+        rounds,
+        {
+            "cp -al": command(["cp", "-al", str(source), str(tree)]),
+            "python -c": command([sys.executable, "-c", linking, str(source), str(tree)], installed_env()),
+        },
+        before=clearing(tree),
+    )
+    ratio = timings["python -c"] / timings["cp -al"]
+    print(f"python -c link_tree: {timings['python -c'] * 1e3:.0f} ms; cp -al {timings['cp -al'] * 1e3:.0f} ms")
+    print(f"  ratio python -c link_tree hardlink / cp -al = {ratio:.2f}")
+    ratios["python -c link_tree hardlink (process)"] = ratio
+    clearing(tree)()
+    return ratios
+
+
+def bench_large(base: Path, tree: Path, rounds: int) -> dict[str, float]:
+    blobs = base / "large"
+    make_large_tree(blobs)
+    baseline = "cp -r --reflink=never"
+    timings = best_of(
+        max(3, rounds // 2),
+        {
+            baseline: command(["cp", "-r", "--reflink=never", str(blobs), str(tree)]),
+            "link_tree copy": lambda: Linker("copy", env=None).link_tree(blobs, tree) and None,
+        },
+        before=clearing(tree),
+    )
+    ratio = timings["link_tree copy"] / timings[baseline]
+    print(f"large copies: link_tree {timings['link_tree copy']:.2f} s; {baseline} {timings[baseline]:.2f} s")
+    print(f"  ratio = {ratio:.2f}")
+    clearing(tree)()
+    shutil.rmtree(blobs)
+    return {"large copies (in-process)": ratio}
+
+
+def run(base: Path, files: int, rounds: int, *, large: bool = False) -> None:
+    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.platform()} Python {platform.python_version()}")
+    print(f"# cpus={os.cpu_count()} files={files} rounds={rounds} dir={base}")
+    source, target = base / "src", base / "dst"
+    source.mkdir()
+    make_tree(source, files)
+    target.mkdir()
+    ratios = bench_probe(source, target, rounds)
+    ratios.update(bench_cli(source, target, rounds))
+    ratios.update(bench_link_tree(source, target / "tree", rounds))
+    if large:
+        ratios.update(bench_large(base, target / "tree", rounds))
+    print("# figure | baseline | ratio | goal")
+    for figure, (baseline, goal) in GOALS.items():
+        if figure in ratios:
+            verdict = "met" if ratios[figure] <= goal else "not met"
+            print(f"{figure} | {baseline} | {ratios[figure]:.2f} | <= {goal:g} ({verdict})")
 
 
 if __name__ == "__main__":

@@ -228,3 +228,22 @@ def test_text_names_an_order_word(pair: tuple[str, str]) -> None:
     code, out, _ = run(["--format", "text", "--mode", "clone-or-copy", *pair])
     assert code == 0
     assert out.splitlines()[0].endswith("(auto, in the order clone-or-copy from --mode)")
+
+
+def test_a_misplaced_command_name_gets_a_hint(pair: tuple[str, str]) -> None:
+    code, _, err = run(["--mode", "copy", "probe", *pair])
+    assert code == 2
+    assert error_line(err).endswith("(a command name comes first: linkprobe probe [options] ...)")
+
+
+def test_an_empty_env_name_is_named_as_empty(pair: tuple[str, str]) -> None:
+    code, out, err = run(["--format", "env", "--env", "", *pair])
+    assert (code, out) == (2, "")
+    assert err == "linkprobe: error: --format env needs a variable name (--env NAME), got an empty one\n"
+
+
+def test_help_fits_in_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["--help"])
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 80, out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -58,9 +59,13 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(allow_abbrev=False, formatter_class=help_formatter, **kwargs)
 
+    #: Added to an "unrecognized arguments" error: e.g. that a command name comes first.
+    hint: str = ""
+
     def error(self, message: str) -> NoReturn:
+        hint = self.hint if message.startswith("unrecognized arguments") else ""
         # argparse quotes the offending argument, which may hold a line break too.
-        self.exit(EXIT_USAGE, f"{self.format_usage()}linkprobe: error: {one_line(message)}\n")
+        self.exit(EXIT_USAGE, f"{self.format_usage()}linkprobe: error: {one_line(message)}{hint}\n")
 
 
 def help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -82,20 +87,32 @@ def help_formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, width=max(columns - 2, 20))
 
 
-def write(stream: TextIO, text: str) -> None:
+def write(stream: TextIO | None, text: str) -> None:
     """Write ``text``, escaping what ``stream`` cannot encode instead of raising.
 
     A path that is not valid in the locale's encoding reaches us as lone surrogates
     (PEP 383); a strict stdout (a UTF-8 locale other than C, PYTHONIOENCODING=ascii)
     would raise UnicodeEncodeError, a traceback. Escape it as stderr does.
+
+    :raises BrokenPipeError: the stream is gone: its reader closed the pipe, or the
+        process started with that descriptor closed (``>&-``; Python sets it to None).
+    :raises OSError: writing failed otherwise (``>/dev/full``), naming the stream.
     """
+    if stream is None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
     encoding = getattr(stream, "encoding", None)
     if encoding:
         try:
             text.encode(encoding, getattr(stream, "errors", None) or "strict")
         except UnicodeEncodeError:
             text = text.encode(encoding, "backslashreplace").decode(encoding)
-    stream.write(text)
+    try:
+        stream.write(text)
+        stream.flush()  # a full disk or a closed pipe shows here, not in the exit's flush
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, getattr(stream, "name", "output")) from exc
 
 
 class UsageError(LinkprobeError, ValueError):

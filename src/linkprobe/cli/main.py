@@ -55,7 +55,8 @@ def exit_status(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, LinkprobeError):
         return EXIT_NO_MODE, str(exc)
     if isinstance(exc, OSError):  # a failure of the machine itself, e.g. /proc unreadable
-        return EXIT_NO_MODE, f"{exc.strerror or exc} ({os.fspath(exc.filename or '')})"
+        where = f" ({os.fspath(exc.filename)})" if exc.filename else ""
+        return EXIT_NO_MODE, f"{exc.strerror or exc}{where}"
     raise exc
 
 
@@ -63,13 +64,17 @@ def _epilog() -> str:
     commands = "\n".join(f"  {name:<8} {summary}" for name, summary in COMMANDS.items())
     return (
         f"commands (linkprobe COMMAND --help for each):\n{commands}\n\n"
-        "Without a command, the arguments are the probe command's.\n"
-        "Exit status: 0 success, 1 the chosen mode (or every mode) does not work here or I/O failed, "
-        "2 bad usage or input, 130/143 interrupted, 141 stdout closed."
+        "Without a command, the arguments are the probe command's.\n\n"
+        "exit status:\n"
+        "  0        success\n"
+        "  1        the chosen mode (or every mode) does not work here, or I/O failed\n"
+        "  2        bad usage or input\n"
+        "  130, 143 interrupted by SIGINT, SIGTERM\n"
+        "  141      stdout was closed"
     )
 
 
-def _parser(command: str, *, named: bool) -> tuple[Parser, Any]:
+def _parser(command: str, *, named: bool, arguments: Sequence[str] = ()) -> tuple[Parser, Any]:
     """The parser of ``command``, and its module (imported now, not before)."""
     module = __import__(f"linkprobe.cli.{command}", fromlist=["run"])
     description = (module.__doc__ or "").split("\n\n")[0]
@@ -77,6 +82,9 @@ def _parser(command: str, *, named: bool) -> tuple[Parser, Any]:
         parser = Parser(prog=f"linkprobe {command}", description=description)
     else:
         parser = Parser(prog="linkprobe", description=description, epilog=_epilog())
+        misplaced = next((word for word in arguments if word in COMMANDS), None)
+        if misplaced is not None:  # ``linkprobe --mode copy probe A B``
+            parser.hint = f" (a command name comes first: linkprobe {misplaced} [options] ...)"
     from linkprobe import __version__
 
     parser.add_argument("-V", "--version", action="version", version=f"linkprobe {__version__}")
@@ -104,14 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = bool(arguments) and arguments[0] in COMMANDS
     command = arguments.pop(0) if named else DEFAULT_COMMAND
     try:
-        parser, module = _parser(command, named=named)
+        parser, module = _parser(command, named=named, arguments=arguments)
         status: int = module.run(parser.parse_args(arguments))
-        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
     except BaseException as exc:  # every outcome becomes an exit code here
         if isinstance(exc, SystemExit):  # argparse: --help, --version, usage errors
             raise
         status, message = exit_status(exc)
-        if isinstance(exc, BrokenPipeError):
+        if isinstance(exc, BrokenPipeError) and sys.stdout is not None:
             _silence_stdout()
         if message is not None:
             sys.stderr.write(f"linkprobe: error: {one_line(message)}\n")

@@ -1,4 +1,5 @@
-"""Find the best way to put files from SOURCE into TARGET: clone, hardlink, symlink or copy.
+"""Find the best way to put files from SOURCE into TARGET:
+clone, hardlink, symlink or copy.
 
 ``linkprobe probe SOURCE TARGET``, or plain ``linkprobe SOURCE TARGET``: prints the mode to
 use, or why none works. Exit codes as :func:`linkprobe.cli.main.exit_status`.
@@ -196,8 +197,11 @@ def run(args: argparse.Namespace) -> int:
     """Probe, print the answer in ``args.format``; raise what the exit code is made from."""
     wanted = _for_tool(args) if args.tool is not None else None
     env = wanted.variable if wanted is not None else (DEFAULT_ENV if args.env is None else args.env)
-    if args.format == "env" and not _env_name_ok(env or ""):
-        raise UsageError(f"--format env needs a variable name without '=' or line breaks, got {env!r}")
+    if args.format == "env":
+        if not env:
+            raise UsageError("--format env needs a variable name (--env NAME), got an empty one")
+        if not _env_name_ok(env):
+            raise UsageError(f"--format env needs a variable name without '=' or line breaks, got {env!r}")
     request = _Request(args, env, wanted)
     source, target = (wanted.plan.source.path, wanted.plan.target.path) if wanted else (args.source, args.target)
     if source is None or target is None:
