@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +83,7 @@ def _client_of(dockerd: str) -> str | None:
 class Engine:
     """A dockerd of our own: its own data root, exec root and socket, no bridge network."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, data: Path) -> None:
         self.base = base
         self.host = f"unix://{base / 'docker.sock'}"
         dockerd = shutil.which("dockerd")
@@ -93,7 +94,7 @@ class Engine:
         self.process = subprocess.Popen(
             [
                 dockerd,
-                "--data-root", str(base / "data"),
+                "--data-root", str(data),
                 "--exec-root", str(base / "exec"),
                 "--pidfile", str(base / "dockerd.pid"),
                 "--host", self.host,
@@ -150,7 +151,10 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     )
     base = Path(f"/run/linkprobe-docker-{os.getpid()}")  # a short path: the socket name has a limit
     base.mkdir()
-    started = Engine(base)
+    # Images and named volumes on the disk that holds the test's projects (/run is a tmpfs): a
+    # volume and a bind mount of one filesystem are still two mounts, as on a CI host.
+    data = Path(tempfile.mkdtemp(prefix="linkprobe-docker-data-", dir="/var/tmp"))
+    started = Engine(base, data)
     try:
         started.wait_ready()
         tar = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], capture_output=True, check=True)
@@ -165,9 +169,10 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     finally:
         started.stop()
         leftover = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True, check=False)
-        for target in reversed([t for t in leftover.stdout.splitlines() if t.startswith(str(base))]):
-            subprocess.run(["umount", "-l", target], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        for path in (base, data):
+            for target in reversed([t for t in leftover.stdout.splitlines() if t.startswith(str(path))]):
+                subprocess.run(["umount", "-l", target], check=False)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

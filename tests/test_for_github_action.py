@@ -56,19 +56,20 @@ def step_env(step: str, inputs: dict[str, str]) -> dict[str, str]:
 
 
 def run_action(
-    inputs: dict[str, str], env: dict[str, str], workspace: Path, scratch: Path
+    inputs: dict[str, str], env: dict[str, str], workspace: Path, scratch: Path, action_path: Path | None = None
 ) -> tuple[int, str, dict[str, str], dict[str, str]]:
     """(exit status of the first failing step or 0, what the steps printed, $GITHUB_ENV, $GITHUB_OUTPUT)."""
     printed, exported, outputs = [], {}, {}
     for index, step in enumerate(action_steps()):
         assert "shell: bash" in step
         (script,) = yaml_values(step, "run")
-        if script.startswith("python -m pip install "):
+        if script.startswith("python -m pip install ") and action_path is None:
             continue  # already installed, and offline here
         github_env, github_output = scratch / f"env-{index}", scratch / f"output-{index}"
         github_env.write_text("")
         github_output.write_text("")
-        files = {"GITHUB_ENV": str(github_env), "GITHUB_OUTPUT": str(github_output), "GITHUB_ACTION_PATH": str(ROOT)}
+        files = {"GITHUB_ENV": str(github_env), "GITHUB_OUTPUT": str(github_output)}
+        files["GITHUB_ACTION_PATH"] = str(action_path or ROOT)
         done = run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
             env={**env, **exported, **step_env(step, inputs), **files},
@@ -232,3 +233,24 @@ def test_bun_gets_an_output_and_no_variable(tmp_path_factory: pytest.TempPathFac
     assert code == 0, printed
     assert exported == {}
     assert outputs == {"mode": "hardlink"}  # bun's cache under HOME and the workspace: one directory tree
+
+
+def test_the_action_installs_linkprobe_from_its_own_checkout(tmp_path: Path) -> None:
+    """All steps, the install step too, in a fresh venv: ``pip install "$GITHUB_ACTION_PATH"``
+    (needs PyPI for hatchling and the dependencies, as test_install.py does), then the probe with
+    the linkprobe that step installed."""
+    from test_install import checkout, fresh_venv
+
+    action_path = checkout(tmp_path / "action")
+    env = {**fresh_venv(tmp_path / "venv"), "HOME": str(tmp_path / "home")}
+    env = {k: v for k, v in env.items() if not k.startswith("UV_")}
+    workspace = tmp_path / "workspace"
+    (workspace / "src").mkdir(parents=True)
+    (workspace / "pyproject.toml").write_text('[project]\nname = "w"\nversion = "0"\n')
+    (tmp_path / "scratch").mkdir()
+    code, printed, exported, outputs = run_action({"tool": "uv"}, env, workspace, tmp_path / "scratch", action_path)
+    assert code == 0, printed
+    assert exported == {"UV_LINK_MODE": outputs["mode"]}
+    assert outputs["mode"] in ("clone", "hardlink")  # HOME's cache and the workspace: one directory tree
+    where = run(["python", "-c", "import linkprobe; print(linkprobe.__file__)"], env=env, cwd=workspace)
+    assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout

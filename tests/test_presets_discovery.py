@@ -304,3 +304,37 @@ def test_real_bun_pm_cache_follows_each_variable(
         # the documented rule (no bun on PATH) agrees with bun itself
         without = {**environ, "PATH": "/usr/bin:/bin"}
         assert plan_for("bun", without, project)[0].path == source.path
+
+
+def test_real_uv_agrees_with_the_documented_rule_under_each_variable(tmp_path: Path, project: Path) -> None:
+    try:
+        uv = uv_bin()
+    except RuntimeError as exc:
+        unavailable(str(exc))
+    base = client_env({"PATH": f"{uv.parent}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path / "home")})
+    base.pop("XDG_CACHE_HOME", None)
+    cases = [{}, {"XDG_CACHE_HOME": "xdg"}, {"XDG_CACHE_HOME": "xdg", "UV_CACHE_DIR": "uvc"}]
+    for extra in cases:
+        environ = {**base, **{k: str(tmp_path / v) for k, v in extra.items()}}
+        asked, _, notes = plan_for("uv", environ, project)
+        documented, _, _ = plan_for("uv", {**environ, "PATH": "/usr/bin:/bin"}, project)
+        assert (asked.origin, notes) == ("uv cache dir", ())
+        assert asked.path == documented.path, (extra, documented.origin)
+
+
+def test_real_pnpm_agrees_with_the_documented_rule_under_each_variable(tmp_path: Path, project: Path) -> None:
+    kit = os.environ.get("LINKPROBE_PNPM")
+    if not kit:
+        unavailable("LINKPROBE_PNPM is not set (python tests/_clients.py WHEELHOUSE PNPM_KIT)")
+    pnpm = pnpm_bin(check_pnpm_kit(Path(kit)))
+    base = client_env({"PATH": f"{pnpm.parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path / "home")})
+    for name in ("XDG_DATA_HOME", "PNPM_HOME"):
+        base.pop(name, None)
+    cases = [{}, {"XDG_DATA_HOME": "xd"}, {"XDG_DATA_HOME": "xd", "PNPM_HOME": "ph"}, {"pnpm_config_store_dir": "sd"}]
+    for extra in cases:
+        environ = {**base, **{k: str(tmp_path / v) for k, v in extra.items()}}
+        asked, _, notes = plan_for("pnpm", environ, project)
+        documented, _, _ = plan_for("pnpm", {**environ, "PATH": "/usr/bin:/bin"}, project)
+        assert (asked.origin, notes) == ("pnpm store path", ())
+        # pnpm's answer is the documented store plus its layout directory (v11)
+        assert Path(asked.path).parent == Path(documented.path), (extra, documented.origin)
