@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _mounts import ScratchMounts
+from _tidy import empty
 
 
 def linkprobe(argv: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
@@ -147,9 +148,10 @@ def test_text_names_the_tool_and_where_paths_came_from(tmp_path: Path, env: dict
     [("uv", "UV_LINK_MODE", "hardlink"), ("pnpm", "pnpm_config_package_import_method", "hardlink")],
 )
 def test_a_preset_variable_that_cannot_work_here_exits_1(
-    tool: str, variable: str, value: str, mounts: ScratchMounts, env: dict[str, str]
+    request: pytest.FixtureRequest, tool: str, variable: str, value: str, mounts: ScratchMounts, env: dict[str, str]
 ) -> None:
     cache = mounts.ext4()
+    request.addfinalizer(lambda: empty(cache))  # the shared scratch disks are small
     (cache / "project" / "sub").mkdir(parents=True)
     project = mounts.bind(cache / "project")  # link(2) never crosses mounts: EXDEV
     (project / ("pyproject.toml" if tool == "uv" else "package.json")).write_text("{}")

@@ -32,6 +32,7 @@ from _clients import (
     uv_pairs,
 )
 from _mounts import ScratchMounts
+from _tidy import empty
 from test_ci_recipes import github_steps, recipe, yaml_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,10 +192,17 @@ def run_recipe(name: str, env: dict[str, str], workspace: Path, scratch: Path) -
 @pytest.mark.parametrize("name", ["github-action", "github-uvx"])
 @pytest.mark.parametrize(("layout", "expected"), [(_hosted, "hardlink"), (_bind_workspace, "copy")])
 def test_docs_recipes_export_uv_link_mode_and_uv_follows_it(
-    name: str, layout: object, expected: str, mounts: ScratchMounts, wheelhouse: Path, tmp_path: Path
+    request: pytest.FixtureRequest,
+    name: str,
+    layout: object,
+    expected: str,
+    mounts: ScratchMounts,
+    wheelhouse: Path,
+    tmp_path: Path,
 ) -> None:
     assert callable(layout)
     home, parent = layout(mounts)
+    request.addfinalizer(lambda: empty(home, parent))  # the shared scratch disks are small
     workspace = uv_workspace(parent, wheelhouse)
     env = uv_env(wheelhouse, {"HOME": str(home)})
     env.pop("XDG_CACHE_HOME", None)
@@ -213,8 +221,11 @@ def test_docs_recipes_export_uv_link_mode_and_uv_follows_it(
 
 
 @pytest.mark.realfs
-def test_a_mode_input_that_cannot_work_fails_the_step(mounts: ScratchMounts, wheelhouse: Path, tmp_path: Path) -> None:
+def test_a_mode_input_that_cannot_work_fails_the_step(
+    request: pytest.FixtureRequest, mounts: ScratchMounts, wheelhouse: Path, tmp_path: Path
+) -> None:
     home, parent = _bind_workspace(mounts)
+    request.addfinalizer(lambda: empty(home, parent))  # the shared scratch disks are small
     workspace = uv_workspace(parent, wheelhouse)
     env = uv_env(wheelhouse, {"HOME": str(home)})
     code, printed, exported, outputs = run_action({"tool": "uv", "mode": "hardlink"}, env, workspace, tmp_path)

@@ -36,6 +36,7 @@ from _clients import (
     uv_pairs,
 )
 from _mounts import ScratchMounts
+from _tidy import empty
 
 pytestmark = pytest.mark.realfs
 
@@ -95,8 +96,9 @@ def new_home(parent: Path) -> Path:
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=_IDS)
-def test_for_uv(pair: Pair, mounts: ScratchMounts, wheelhouse: Path) -> None:
+def test_for_uv(request: pytest.FixtureRequest, pair: Pair, mounts: ScratchMounts, wheelhouse: Path) -> None:
     cache_parent, project_parent = pair.build(mounts)
+    request.addfinalizer(lambda: empty(cache_parent, project_parent))  # the shared scratch disks are small
     home, app = new_home(cache_parent), project_parent / "app"
     (app / "src" / "pkg").mkdir(parents=True)
     (app / "pyproject.toml").write_text(
@@ -139,11 +141,14 @@ _PNPM_DEFAULT_STORE = {
 
 @pytest.mark.parametrize("store_rule", ["default", "pnpm_config_store_dir"])
 @pytest.mark.parametrize("pair", PAIRS, ids=_IDS)
-def test_for_pnpm(pair: Pair, store_rule: str, mounts: ScratchMounts, pnpm_kit: Path) -> None:
+def test_for_pnpm(
+    request: pytest.FixtureRequest, pair: Pair, store_rule: str, mounts: ScratchMounts, pnpm_kit: Path
+) -> None:
     """pnpm keeps "one store per disk": when HOME cannot hardlink into the project, its default
     store is ``.pnpm-store`` at the top of the project's filesystem (pnpm's storeDir docs), and
     ``pnpm store path`` says so. A store set with pnpm_config_store_dir stays where it is."""
     cache_parent, project_parent = pair.build(mounts)
+    request.addfinalizer(lambda: empty(cache_parent, project_parent))  # the shared scratch disks are small
     home, app = new_home(cache_parent), project_parent / "app"
     (app / "packages" / "web").mkdir(parents=True)
     for name in ("package.json", "pnpm-lock.yaml"):
@@ -200,9 +205,10 @@ def bun_pairs(cache: Path, app: Path) -> list[tuple[Path, Path]]:
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=_IDS)
-def test_for_bun(pair: Pair, mounts: ScratchMounts, bun_kit: Path) -> None:
+def test_for_bun(request: pytest.FixtureRequest, pair: Pair, mounts: ScratchMounts, bun_kit: Path) -> None:
     word, expected_outcome = _BUN_EXPECTED[pair.name]
     cache_parent, project_parent = pair.build(mounts)
+    request.addfinalizer(lambda: empty(cache_parent, project_parent))  # the shared scratch disks are small
     home, app = new_home(cache_parent), project_parent / "app"
     cache = home / ".bun" / "install" / "cache"
     shutil.copytree(bun_kit / "cache", cache, symlinks=True)

@@ -28,6 +28,7 @@ from _clients import (
     uv_pairs,
 )
 from _mounts import ScratchMounts
+from _tidy import empty
 from test_ci_recipes import recipe
 
 pytestmark = pytest.mark.realfs
@@ -135,9 +136,16 @@ def run_pipeline(
     ],
 )
 def test_pipeline_exports_the_mode_and_uv_installs_without_fallback(
-    volumes: Layout, expected: str, mounts: ScratchMounts, gitlab_ci_local: Path, wheelhouse: Path, tmp_path: Path
+    request: pytest.FixtureRequest,
+    volumes: Layout,
+    expected: str,
+    mounts: ScratchMounts,
+    gitlab_ci_local: Path,
+    wheelhouse: Path,
+    tmp_path: Path,
 ) -> None:
     cache, builds = volumes(mounts)
+    request.addfinalizer(lambda: empty(cache, builds))  # the shared scratch disks are small
     repo = make_repo(builds, cache, wheelhouse)
     done = run_pipeline(gitlab_ci_local, repo, wheelhouse, tmp_path)
     printed = done.stdout + done.stderr
@@ -156,9 +164,10 @@ def test_pipeline_exports_the_mode_and_uv_installs_without_fallback(
 
 
 def test_a_job_mode_that_cannot_work_fails_before_uv(
-    mounts: ScratchMounts, gitlab_ci_local: Path, wheelhouse: Path, tmp_path: Path
+    request: pytest.FixtureRequest, mounts: ScratchMounts, gitlab_ci_local: Path, wheelhouse: Path, tmp_path: Path
 ) -> None:
     cache, builds = _volumes_on("ext4")(mounts)
+    request.addfinalizer(lambda: empty(cache, builds))  # the shared scratch disks are small
     repo = make_repo(builds, cache, wheelhouse, job_variables="    UV_LINK_MODE: hardlink\n")
     done = run_pipeline(gitlab_ci_local, repo, wheelhouse, tmp_path)
     printed = done.stdout + done.stderr
