@@ -18,10 +18,14 @@ from pathlib import Path
 import pytest
 from _clients import (
     ClientUnavailableError,
+    check_pnpm_kit,
     check_wheelhouse,
     fallback_lines,
     from_env_or_prepare,
     outcome,
+    pnpm_bin,
+    pnpm_pairs,
+    prepare_pnpm_kit,
     prepare_wheelhouse,
     run,
     uv_env,
@@ -115,7 +119,7 @@ def make_repo(builds: Path, cache: Path, wheelhouse: Path, job_variables: str = 
 
 
 def run_pipeline(
-    gitlab_ci_local: Path, repo: Path, wheelhouse: Path, scratch: Path
+    gitlab_ci_local: Path, repo: Path, wheelhouse: Path, scratch: Path, extra_path: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """gitlab-ci-local with ``linkprobe`` (the one under test) and the pinned uv on PATH, offline."""
     bin_dir = scratch / "bin"
@@ -123,7 +127,7 @@ def run_pipeline(
     (bin_dir / "linkprobe").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m linkprobe "$@"\n')
     (bin_dir / "linkprobe").chmod(0o755)
     env = uv_env(wheelhouse, {"HOME": str(scratch / "home")})
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    env["PATH"] = f"{bin_dir}:{extra_path or bin_dir}:{env['PATH']}"
     env.pop("XDG_CACHE_HOME", None)
     return run([gitlab_ci_local, "--shell-isolation", "--no-color"], env=env, cwd=repo)
 
@@ -175,3 +179,41 @@ def test_a_job_mode_that_cannot_work_fails_before_uv(
     assert "linkprobe: error: hardlink does not work from " in printed
     assert " FAIL  test" in printed
     assert not (repo / ".gitlab-ci-local" / "builds" / "test" / ".venv").exists()
+
+
+def test_the_template_with_pnpm(
+    request: pytest.FixtureRequest, mounts: ScratchMounts, gitlab_ci_local: Path, wheelhouse: Path, tmp_path: Path
+) -> None:
+    """LINKPROBE_TOOL: pnpm, the store on the cache volume: the job exports
+    pnpm_config_package_import_method=copy and pnpm copies, with no fallback line."""
+    kit = from_env_or_prepare("LINKPROBE_PNPM", tmp_path / "pnpm-kit", prepare_pnpm_kit, check_pnpm_kit)
+    cache, builds = _volumes_on("ext4")(mounts)
+    request.addfinalizer(lambda: empty(cache, builds))  # the shared scratch disks are small
+    store = cache / "pnpm-store"
+    shutil.copytree(kit / "store", store, symlinks=True, ignore=shutil.ignore_patterns("projects"))
+    shutil.copytree(kit / "cache", cache / "pnpm-cache")
+    repo = builds / "group" / "web"
+    (repo / "ci" / "gitlab").mkdir(parents=True)
+    shutil.copy2(ROOT / "ci" / "gitlab" / "linkprobe.yml", repo / "ci" / "gitlab" / "linkprobe.yml")
+    for name in ("package.json", "pnpm-lock.yaml"):
+        shutil.copy2(kit / "project" / name, repo / name)
+    (repo / ".gitlab-ci.yml").write_text(
+        "include:\n  - local: ci/gitlab/linkprobe.yml\n\n"
+        f"variables:\n  pnpm_config_store_dir: {store}\n\n"
+        "test:\n  extends: .linkprobe\n  variables:\n    LINKPROBE_TOOL: pnpm\n  script:\n"
+        f"    - pnpm install --offline --frozen-lockfile --cache-dir {cache / 'pnpm-cache'} --reporter append-only\n"
+    )
+    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "demo"]):
+        subprocess.run([*git, *argv], cwd=repo, check=True, capture_output=True)
+    (tmp_path / "scratch").mkdir()
+    done = run_pipeline(gitlab_ci_local, repo, wheelhouse, tmp_path / "scratch", extra_path=pnpm_bin(kit).parent)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed
+    assert "test > linkprobe --for pnpm: pnpm_config_package_import_method=copy" in printed
+    assert "test > Packages are copied from the content-addressable store" in printed
+    job_output = "\n".join(line for line in printed.splitlines() if line.startswith("test > "))
+    assert fallback_lines(job_output) == [], job_output
+    installed = outcome(pnpm_pairs(store, repo / ".gitlab-ci-local" / "builds" / "test"))
+    assert installed.mode == "copy", installed.summary()
+    print(f"\ngitlab-ci-local | pnpm, store on the cache volume | copy | pnpm: {installed.summary()}")
