@@ -257,9 +257,41 @@ def _stopped_fuse(mounts: ScratchMounts, machine: DocMachine) -> Iterator[None]:
         mounts.release(exfat_dir)
 
 
+def make_audit_cache(top: Path) -> None:
+    """The cache of the user guide's audit examples (``top/cache``)."""
+    (top / "cache" / "pkg").mkdir(parents=True)
+    (top / "cache" / "pkg" / "core.py").write_bytes(b"#" * 52_000)
+    (top / "cache" / "pkg" / "util.py").write_bytes(b"u" * 9_000)
+    (top / "cache" / "pkg" / "py.typed").write_bytes(b"partial\n")
+    (top / "cache" / "pkg" / "__init__.py").write_bytes(b"")
+
+
+@contextlib.contextmanager
+def _audit_cache(mounts: ScratchMounts, machine: DocMachine) -> Iterator[None]:
+    """/root/cache: the audit examples' cache, on the doc machine's ext4."""
+    make_audit_cache(machine.path("/root"))
+    yield
+
+
+@contextlib.contextmanager
+def _audit_cache_btrfs(mounts: ScratchMounts, machine: DocMachine) -> Iterator[None]:
+    """/mnt/btrfs: a directory of a btrfs (bind-mounted) holding the audit examples' cache."""
+    btrfs_dir = mounts.btrfs("a")
+    make_audit_cache(btrfs_dir)
+    where = machine.path("/mnt/btrfs")
+    where.mkdir(parents=True)
+    _mount("--bind", btrfs_dir, where)
+    try:
+        yield
+    finally:
+        run(["umount", where])
+
+
 #: Extra pieces of the doc machine, named by ``<!-- setup: NAME -->``.
 SETUPS: dict[str, Callable[[ScratchMounts, DocMachine], contextlib.AbstractContextManager[None]]] = {
     "stopped-fuse": _stopped_fuse,
+    "audit-cache": _audit_cache,
+    "audit-cache-btrfs": _audit_cache_btrfs,
 }
 
 

@@ -4,6 +4,7 @@ hardlink, symlink or copy — decided by real attempts on the real paths."""
 from __future__ import annotations
 
 from linkprobe.errors import (
+    AuditReadError,
     InvalidModeError,
     InvalidPathError,
     LinkFailedError,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from linkprobe.auditing import Audit, audit
     from linkprobe.linker import Fallback, Linker, LinkStats
 
 #: Imported on first use: the linker pulls in concurrent.futures and logging, ~35 ms that
@@ -32,7 +34,17 @@ if TYPE_CHECKING:
 _LAZY: Final[frozenset[str]] = frozenset({"Fallback", "Linker", "LinkStats"})
 
 
+#: The audit walks trees; the probe command does not need it either. Its module is not
+#: named ``audit``: importing a submodule sets it as an attribute of this package, and
+#: ``linkprobe.audit`` would then be the module instead of the function.
+_LAZY_AUDIT: Final[frozenset[str]] = frozenset({"Audit", "audit"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_AUDIT:
+        from linkprobe import auditing
+
+        return getattr(auditing, name)
     if name in _LAZY:
         from linkprobe import linker
 
@@ -43,6 +55,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AUTO_ORDER",
     "SCRATCH_PREFIX",
+    "Audit",
+    "AuditReadError",
     "Fallback",
     "InvalidModeError",
     "InvalidPathError",
@@ -60,6 +74,7 @@ __all__ = [
     "UnsupportedModeError",
     "Verdict",
     "__version__",
+    "audit",
     "clear_cache",
     "parse_mode",
     "parse_order",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from linkprobe.modes import LinkMode
 
 __all__ = [
+    "AuditReadError",
     "InvalidModeError",
     "InvalidPathError",
     "LinkFailedError",
@@ -111,3 +112,18 @@ class LinkModeFallbackWarning(UserWarning):
     ``mode=`` argument or the environment variable), which also turns a later failure
     into an error instead of a fallback.
     """
+
+
+class AuditReadError(LinkprobeError, OSError):
+    """An audit could not read a directory or file it had to look at (an I/O failure,
+    not bad input): the errno, the audited pair, the path that failed and one reason."""
+
+    def __init__(self, source: str, target: str, path: str, errno: int | None, reason: str) -> None:
+        super().__init__(errno or 0, reason, path)
+        self.source = source
+        self.target = target
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot audit {self.target} against {self.source}: {self.path}: {self.reason}"

@@ -34,6 +34,7 @@ __all__ = ["COMMANDS", "DEFAULT_COMMAND", "EXIT_NO_MODE", "EXIT_OK", "EXIT_USAGE
 #: Every command: name -> one-line summary (for ``--help``, without importing the module).
 COMMANDS: Final[dict[str, str]] = {
     "probe": "which mode works from SOURCE to TARGET (the default command)",
+    "audit": "what an installer did: hardlinks, clones, copies under TARGET",
 }
 DEFAULT_COMMAND: Final[str] = "probe"
 
