@@ -60,6 +60,22 @@ def best_of(
     return {name: min(values) for name, values in times.items()}
 
 
+def _first_file(directory: str) -> str | None:
+    """The first regular file down the first branch of ``directory`` (at most 4 reads)."""
+    for _ in range(4):
+        subdirectory = None
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) and not entry.name.startswith(".bare-"):
+                    return entry.path
+                if subdirectory is None and entry.is_dir(follow_symlinks=False):
+                    subdirectory = entry.path
+        if subdirectory is None:
+            return None
+        directory = subdirectory
+    return None
+
+
 def bare_syscalls(source: str, target: str) -> None:
     """What a probe does at the OS, without any of linkprobe's logic."""
     import fcntl
@@ -75,14 +91,32 @@ def bare_syscalls(source: str, target: str) -> None:
         os.copy_file_range(sfd, dfd, 1 << 20)
     os.close(dfd)
     dfd = os.open(names[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with contextlib.suppress(OSError):
+    cloned = True
+    try:
         fcntl.ioctl(dfd, FICLONE, sfd)
+    except OSError:
+        cloned = False
     os.close(dfd)
     os.close(sfd)
     try:
         os.link(src, names[2])
     except OSError:
         names[2] = ""
+    # The probe also clones and links from one existing file of the source (found by
+    # scandir, depth first), for the modes that worked for the scratch file.
+    existing = _first_file(source)
+    if existing is not None:
+        if cloned:
+            names.append(os.path.join(target, ".bare-clone-existing"))
+            efd = os.open(existing, os.O_RDONLY | os.O_NOFOLLOW)
+            dfd = os.open(names[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(dfd, FICLONE, efd)
+            os.close(dfd)
+            os.close(efd)
+        if names[2]:
+            names.append(os.path.join(target, ".bare-link-existing"))
+            os.link(existing, names[-1])
     os.symlink(src, names[3])
     for name in [*names, src]:
         if name:

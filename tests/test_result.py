@@ -233,8 +233,9 @@ TOP_KEYS = {
     "timed_out",
     "linked_from",
     "linked_from_existing",
+    "existing_file",
 }
-SIDE_KEYS = {"given", "probed", "st_dev", "mount_point", "fstype", "mount_device", "mount_id", "read_only"}
+SIDE_KEYS = {"given", "probed", "st_dev", "mount_point", "fstype", "mount_device", "mount_id", "read_only", "exists"}
 VERDICT_KEYS = {"status", "supported", "errno", "reason"}
 
 

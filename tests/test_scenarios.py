@@ -289,7 +289,7 @@ def test_unprivileged_user_and_protected_hardlinks(mounts: ScratchMounts) -> Non
     assert "protected_hardlinks" in document["modes"]["hardlink"]["reason"]
     explicit = run_as_nobody([python, "-m", "linkprobe", "--mode", "hardlink", str(cache), str(project)], env=env)
     assert explicit.returncode == 1
-    assert "protected_hardlinks: the file belongs to another user" in explicit.stderr
+    assert "the source's files belong to uid 0; fs.protected_hardlinks forbids linking them" in explicit.stderr
     shutil.rmtree(code)
 
 

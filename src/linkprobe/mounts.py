@@ -9,20 +9,26 @@ among them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 # typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Final
 
 __all__ = [
     "Mount",
     "find_mount",
+    "forget_mount_table",
     "fuseblk_subtype",
+    "mount_generation",
     "mount_table",
     "parse_mountinfo",
     "unescape_mount_field",
@@ -136,11 +142,168 @@ def _from_psutil() -> list[Mount]:
     ]
 
 
-def mount_table(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
-    """The live mount table (re-read every call: mounts change under long-lived processes)."""
+#: The live table of this process's mount namespace.
+_MOUNTINFO: Final[str] = "/proc/self/mountinfo"
+#: poll(2)'s "not an open descriptor" bit (0x20 on Linux, BSDs and macOS).
+_POLLNVAL: Final[int] = 0x20
+
+
+def _read_table(mountinfo: str) -> list[Mount]:
     try:
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as handle:
             mounts = parse_mountinfo(handle.read())
     except OSError:
         mounts = []
     return mounts or _from_psutil()
+
+
+class _MountWatch:
+    """The mount table, read once and re-read only after the kernel said it changed.
+
+    proc(5), "/proc/pid/mountinfo": an open descriptor of the file is pollable; after
+    any mount, unmount or remount in the namespace, poll(2) reports POLLPRI|POLLERR on
+    it (once per descriptor: the poll itself takes the event). So one poll with a zero
+    timeout, about a microsecond, tells whether the table read earlier still holds.
+    The event is kept per open file description, and a forked child shares its
+    parent's: the child therefore opens its own (see _forget_after_fork).
+    """
+
+    def __init__(self) -> None:
+        #: Bumped at every change seen, and by reset().
+        self.generation = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the descriptor and the table (a forked child's start)."""
+        self.lock = threading.Lock()
+        self.generation += 1
+        self.fd: int | None = None
+        #: (st_dev, st_ino) of ``fd`` when opened: is that number still our file?
+        self.fd_identity: tuple[int, int] | None = None
+        #: The bound ``poll`` method of a ``select.poll`` object watching ``fd``.
+        self.poll: Callable[[int], list[tuple[int, int]]] | None = None
+        #: False once opening or polling failed: no watch here (no /proc, no poll()).
+        self.usable = sys.platform != "win32"
+        self.table: list[Mount] | None = None
+
+    def _open(self) -> bool:
+        if sys.platform == "win32":  # no /proc, no poll(); keeps mypy --platform win32 honest
+            self.usable = False
+            return False
+        import select
+
+        try:
+            fd = os.open(_MOUNTINFO, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            self.usable = False
+            return False
+        info = os.fstat(fd)
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI | select.POLLERR)
+        self.fd, self.poll, self.fd_identity = fd, poller.poll, (info.st_dev, info.st_ino)
+        return True
+
+    def restart(self) -> None:
+        """Drop the table and the descriptor (closed only if it is still ours), so the
+        next call opens a new watch and reads the table afresh (lock held)."""
+        if self.fd is not None:
+            try:
+                info = os.fstat(self.fd)
+            except OSError:
+                info = None
+            if info is not None and (info.st_dev, info.st_ino) == self.fd_identity:
+                os.close(self.fd)
+        self.fd = self.fd_identity = None
+        self.poll = None
+        self.table = None
+        self.generation += 1
+
+    def current(self) -> int | None:
+        """The generation of the table (unchanged while the mounts are); None: no watch.
+
+        Called with ``lock`` held.
+        """
+        if not self.usable:
+            return None
+        if self.poll is None:
+            # Open before the first read: a change after the open is then reported.
+            if not self._open():
+                return None
+            self.generation += 1
+            return self.generation
+        try:
+            events = self.poll(0)
+        except OSError:  # EINTR is retried by Python; anything else: poll no more
+            events = [(self.fd or -1, _POLLNVAL)]
+        if events:
+            self.generation += 1
+            self.table = None
+            if any(flags & _POLLNVAL for _, flags in events):
+                # Somebody closed our descriptor (a daemonising library closing every
+                # fd). Never close that number ourselves: it may be somebody's file now.
+                self.fd = self.fd_identity = None
+                self.poll = None
+        return self.generation
+
+    def read(self) -> list[Mount]:
+        """The table as of the current generation (lock held)."""
+        generation = self.current()
+        if generation is None:
+            return _read_table(_MOUNTINFO)
+        if self.table is None:
+            self.table = _read_table(_MOUNTINFO)
+        return self.table
+
+
+_watch = _MountWatch()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: never poll the parent's descriptor (that would take the
+    parent's events), and trust nothing read before the fork. The lock is new too: a
+    thread of the parent may have held it at the fork, and that thread is gone."""
+    watch = _watch
+    if watch.fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(watch.fd)  # the child's copy only; the parent's stays open
+    watch.reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def forget_mount_table() -> None:
+    """Read the mount table afresh at the next call, through a newly opened watch (for a
+    process that closed descriptors it did not open; :func:`linkprobe.clear_cache` calls
+    this). Changes :func:`mount_generation`."""
+    watch = _watch
+    with watch.lock:
+        watch.restart()
+
+
+def mount_generation() -> int | None:
+    """A number that changes whenever this process's mount table changes, or None
+    where changes cannot be watched (no pollable ``/proc/self/mountinfo``).
+
+    Costs one ``poll()`` with a zero timeout. Equal numbers from two calls mean that
+    no mount, unmount or remount happened in the namespace between them.
+    """
+    watch = _watch
+    with watch.lock:
+        return watch.current()
+
+
+def mount_table(mountinfo: str = _MOUNTINFO) -> list[Mount]:
+    """The live mount table.
+
+    ``/proc/self/mountinfo`` is read once per process and again only after the kernel
+    reported a change of the table (see :func:`mount_generation`), so every call sees
+    the mounts as they are now. Where that file cannot be watched, and for any other
+    ``mountinfo`` path, it is read at every call. Returns a new list each time.
+    """
+    if mountinfo != _MOUNTINFO:
+        return _read_table(mountinfo)
+    watch = _watch
+    with watch.lock:
+        return list(watch.read())

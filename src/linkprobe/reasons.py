@@ -24,6 +24,8 @@ __all__ = [
     "FailureAction",
     "ReasonContext",
     "errno_of",
+    "existing_file_decides",
+    "explain_existing_failure",
     "explain_failure",
     "explain_not_probed",
     "explain_success",
@@ -84,6 +86,11 @@ class ReasonContext:
     #: The probe already made this mode work between these two places (the linker's
     #: case): a refusal now is about one file, not about the filesystem.
     mode_worked: bool = False
+    #: An existing file of the source that links were made from (a read-only source,
+    #: or a source that is a file) or that a verdict was checked on.
+    existing_file: str | None = None
+    #: The uid owning ``existing_file`` when that is not us and we are not root.
+    existing_owner: int | None = None
 
     @property
     def same_mount(self) -> bool:
@@ -156,6 +163,8 @@ def explain_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
             return f"{fs} refused to clone this file (EINVAL)"
     if mode is LinkMode.HARDLINK:
         if code == errno.EPERM:
+            if ctx.existing_owner is not None:
+                return _protected_hardlinks(ctx.existing_owner)
             if ctx.other_owner:
                 return "protected_hardlinks: the file belongs to another user"
             if ctx.mode_worked:
@@ -176,6 +185,49 @@ def explain_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
     if side is not None:
         return side
     return f"{os.strerror(code).lower()} ({errno.errorcode.get(code, code)})"
+
+
+def _protected_hardlinks(owner: int) -> str:
+    # proc(5), /proc/sys/fs/protected_hardlinks: link(2) of a file we do not own needs
+    # read and write access to it (or CAP_FOWNER); a cache of another user's 0644 files
+    # gives neither.
+    return f"the source's files belong to uid {owner}; fs.protected_hardlinks forbids linking them"
+
+
+#: Errors from an attempt on an existing file of the source that mean the mode does
+#: not work for the source's real files, although it worked for a scratch file there:
+#: the errors that make the linker fall back (see on_failure), and EACCES (the files
+#: cannot be read, so none can be cloned or copied). Not EMLINK or ETXTBSY (that one
+#: file only), nor a clone's EINVAL (ioctl_ficlone(2): a swap or special file), nor
+#: ENOENT (the file was removed meanwhile, e.g. by a cache prune), nor ELOOP (the name
+#: was swapped for a symlink since the search). For copy, only that it can be read.
+_EXISTING_FILE_DECIDES: Final[dict[LinkMode, frozenset[int]]] = {
+    LinkMode.CLONE: (MODE_UNSUPPORTED_ERRNOS | {errno.EACCES}) - {errno.EINVAL},
+    LinkMode.HARDLINK: MODE_UNSUPPORTED_ERRNOS | {errno.EACCES},
+    LinkMode.COPY: frozenset({errno.EACCES}),
+}
+
+
+def existing_file_decides(mode: LinkMode, code: int) -> bool:
+    """Whether ``mode`` failing with ``code`` for an existing file of the source (after
+    it worked for a scratch file) makes the mode's verdict a failure."""
+    return code in _EXISTING_FILE_DECIDES.get(mode, frozenset()) and code not in PER_FILE_ERRNOS
+
+
+def explain_existing_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
+    """Why ``mode`` fails for the source's own files although it worked for a new file
+    (``ctx.existing_file`` is the file that was tried)."""
+    path = ctx.existing_file or "an existing file of the source"
+    if mode is LinkMode.HARDLINK and code == errno.EPERM:
+        if ctx.existing_owner is not None:
+            return f"{_protected_hardlinks(ctx.existing_owner)} (tried {path})"
+        # link(2): EPERM also for an immutable or append-only file (chattr +i/+a).
+        return f"the kernel refused to link the source's file {path} (EPERM): immutable or append-only?"
+    if code == errno.EACCES:
+        return f"the source's files cannot be read (permission denied on {path})"
+    # Linux gives ENOTSUP and EOPNOTSUPP one number; the man pages name EOPNOTSUPP.
+    name = "EOPNOTSUPP" if code == errno.EOPNOTSUPP else errno.errorcode.get(code, str(code))
+    return f"works for a new file but not for the source's file {path}: {os.strerror(code).lower()} ({name})"
 
 
 def explain_not_probed(code: int, ctx: ReasonContext) -> str:

@@ -7,8 +7,8 @@ import errno as _errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from linkprobe.errors import NoUsableModeError, UnsupportedModeError
-from linkprobe.modes import AUTO_ORDER, LinkMode
+from linkprobe.errors import InvalidModeError, NoUsableModeError, UnsupportedModeError
+from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_mode, parse_order
 
 # typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
@@ -21,6 +21,7 @@ __all__ = [
     "Status",
     "Verdict",
     "best_mode",
+    "missing_note",
     "same_mount",
 ]
 
@@ -86,6 +87,10 @@ class SideFacts:
     mount_device: str | None = None
     mount_id: int | None = None
     read_only: bool = False
+    #: The given path exists and is the one probed. False: it does not exist yet, and
+    #: ``probed`` is its nearest existing ancestor. (True also for a side whose
+    #: filesystem never answered: then ``probed`` is the given path, not looked at.)
+    exists: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,7 +102,16 @@ class SideFacts:
             "mount_device": self.mount_device,
             "mount_id": self.mount_id,
             "read_only": self.read_only,
+            "exists": self.exists,
         }
+
+
+def missing_note(side: SideFacts) -> str | None:
+    """``"does not exist yet; probed /nearest/ancestor"`` for a side whose given path
+    does not exist, else None."""
+    if side.exists:
+        return None
+    return f"does not exist yet; probed {side.probed}"
 
 
 def same_mount(source: SideFacts, target: SideFacts) -> bool:
@@ -108,6 +122,14 @@ def same_mount(source: SideFacts, target: SideFacts) -> bool:
     if source.mount_id is not None and target.mount_id is not None:
         return source.mount_id == target.mount_id
     return source.mount_point is not None and source.mount_point == target.mount_point
+
+
+def _one_mode(mode: LinkMode | str) -> LinkMode:
+    """A LinkMode from a LinkMode or a mode word; a word meaning auto names no mode."""
+    wanted = parse_mode(mode)
+    if wanted is None:
+        raise InvalidModeError(str(mode), source="mode", valid=VALID_WORDS[1:])
+    return wanted
 
 
 def best_mode(verdicts: tuple[Verdict, ...], order: Sequence[LinkMode] = AUTO_ORDER) -> LinkMode | None:
@@ -135,10 +157,15 @@ class Probe:
     source: SideFacts
     target: SideFacts
     verdicts: tuple[Verdict, ...]
-    #: The file the link attempts used: a scratch file, or an existing file of a
-    #: read-only source; None when there was none.
+    #: The existing file the link attempts used instead of a scratch file (the source
+    #: given, when it is a file, or a file of a read-only source); else None.
     linked_from: str | None
     linked_from_existing: bool
+    #: The existing regular file of the source that the copy, clone and hardlink verdicts
+    #: were checked on: ``linked_from``, or (a writable source) one file found by a small
+    #: search that was also opened, cloned and linked from. None: the source holds no
+    #: file within the search, or nothing could be created in the target.
+    existing_file: str | None = None
 
     @property
     def best(self) -> LinkMode | None:
@@ -158,27 +185,39 @@ class Probe:
         return same_mount(self.source, self.target)
 
     def verdict(self, mode: LinkMode | str) -> Verdict:
-        wanted = LinkMode(mode)
+        """The verdict on ``mode``: a LinkMode or a mode word (``"reflink"``, ``"Clone"``).
+
+        :raises InvalidModeError: a word that names no mode (``"auto"`` included).
+        """
+        wanted = _one_mode(mode)
         return next(verdict for verdict in self.verdicts if verdict.mode is wanted)
 
     def supports(self, mode: LinkMode | str) -> bool:
         return self.verdict(mode).supported
 
-    def require(self, mode: LinkMode | None, *, order: Sequence[LinkMode] = AUTO_ORDER) -> LinkMode:
+    def require(self, mode: LinkMode | str | None, *, order: Sequence[LinkMode | str] = AUTO_ORDER) -> LinkMode:
         """Apply the two rules: explicit is verified, never replaced; auto takes the best
         working mode of ``order`` (pnpm's ``clone-or-copy`` is the order clone, copy).
 
+        ``mode`` may be a word as users write it (:func:`~linkprobe.modes.parse_mode`):
+        ``"auto"`` or ``""`` mean None, and an order word (``"clone-or-copy"``) is
+        that order.
+
         :raises UnsupportedModeError: ``mode`` was chosen and does not work here.
         :raises NoUsableModeError: auto, and no mode works.
+        :raises InvalidModeError: ``mode`` or an entry of ``order`` is not a mode word.
         """
-        if mode is not None:
-            verdict = self.verdict(mode)
+        named_order = parse_order(mode)
+        wanted = None if named_order is not None else parse_mode(mode)
+        modes = named_order if named_order is not None else tuple(_one_mode(entry) for entry in order)
+        if wanted is not None:
+            verdict = self.verdict(wanted)
             if not verdict.supported:
-                raise UnsupportedModeError(mode, self.source.given, self.target.given, verdict.errno, verdict.reason)
-            return mode
-        best = best_mode(self.verdicts, order)
+                raise UnsupportedModeError(wanted, self.source.given, self.target.given, verdict.errno, verdict.reason)
+            return wanted
+        best = best_mode(self.verdicts, modes)
         if best is None:
-            failed = [verdict for verdict in self.verdicts if verdict.mode in order]
+            failed = [verdict for verdict in self.verdicts if verdict.mode in modes]
             raise NoUsableModeError(
                 self.source.given,
                 self.target.given,
@@ -198,4 +237,5 @@ class Probe:
             "timed_out": self.timed_out,
             "linked_from": self.linked_from,
             "linked_from_existing": self.linked_from_existing,
+            "existing_file": self.existing_file,
         }
