@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final, TextIO
 
+    from linkprobe.discovery import ForRequest
+
 __all__ = ["SCHEMA_VERSION", "configure", "run"]
 
 #: The version of the ``--format json`` document (docs/cli.md). Adding a key keeps it;
@@ -42,8 +44,15 @@ def _seconds(text: str) -> float:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The probe command's arguments."""
-    parser.add_argument("source", metavar="SOURCE", help="directory (or file) files come from, e.g. a cache")
-    parser.add_argument("target", metavar="TARGET", help="directory files go to; may not exist yet")
+    parser.add_argument("source", metavar="SOURCE", nargs="?", help="directory (or file) files come from, e.g. a cache")
+    parser.add_argument("target", metavar="TARGET", nargs="?", help="directory files go to; may not exist yet")
+    parser.add_argument(
+        "--for",
+        dest="tool",
+        metavar="TOOL",
+        help="uv, pnpm or bun: SOURCE and TARGET default to that tool's cache and install directory, the mode "
+        "is read from and written as its variable (UV_LINK_MODE, pnpm_config_package_import_method), in its words",
+    )
     parser.add_argument(
         "--mode",
         metavar="MODE",
@@ -53,8 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env",
         metavar="NAME",
-        default=DEFAULT_ENV,
-        help=f"read an explicit mode from environment variable NAME (default {DEFAULT_ENV}); --mode wins",
+        help=f"read an explicit mode from environment variable NAME (default {DEFAULT_ENV}, or the --for "
+        "tool's variable); --mode wins",
     )
     parser.add_argument(
         "--timeout",
@@ -71,12 +80,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 class _Request:
     """What the user asked for: the word as given, where it came from, what it means."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        word, source = requested_word(args.mode, args.env or None, os.environ, mode_source="--mode")
+    def __init__(self, args: argparse.Namespace, env: str | None, wanted: ForRequest | None = None) -> None:
+        word, source = requested_word(args.mode, env or None, os.environ, mode_source="--mode")
         text = word.strip() if isinstance(word, str) else None
         #: The word asked for (stripped), or None when nothing was asked for.
         self.word = text or None
         self.source = source if self.word is not None else None
+        #: With --for: the tool's rules, already read (its words, its modes).
+        self.wanted = wanted
+        if wanted is not None:
+            self.mode = wanted.explicit
+            self.order = AUTO_ORDER if wanted.order == AUTO_ORDER else wanted.order
+            return
         # pnpm's "clone-or-copy" names an order, not a mode: the user's own fallback rule.
         chosen = parse_choice(word, source=source)
         self.mode = chosen if isinstance(chosen, LinkMode) else None
@@ -97,6 +112,11 @@ def _how(request: _Request) -> str:
 
 def _render_text(result: Probe, mode: LinkMode | None, request: _Request, out: TextIO) -> None:
     lines = [f"mode: {mode.value if mode else 'none'} ({_how(request)})"]
+    if request.wanted is not None:
+        plan, shown = request.wanted.plan, request.wanted.variable
+        value = request.wanted.word(mode) if mode else "none"
+        lines.append(f"for {plan.preset.name}: {f'{shown}={value}' if shown else value}")
+        lines.append(f"  source from {plan.source.origin}, target from {plan.target.origin}")
     for verdict in result.verdicts:
         errno_name = f" [{verdict.errno_name}]" if verdict.errno_name else ""
         lines.append(f"  {verdict.mode.value:<9} {verdict.status.value:<12}{errno_name} {verdict.reason}")
@@ -124,7 +144,9 @@ def _env_name_ok(name: str) -> bool:
     return name.splitlines() == [name] and "=" not in name and "\0" not in name
 
 
-def _emit(fmt: str, env: str, result: Probe, mode: LinkMode | None, request: _Request, error: str | None) -> None:
+def _emit(
+    fmt: str, env: str | None, result: Probe, mode: LinkMode | None, request: _Request, error: str | None
+) -> None:
     out = io.StringIO()  # rendered whole, then written once through write()
     if fmt == "text":
         _render_text(result, mode, request, out)
@@ -137,33 +159,65 @@ def _emit(fmt: str, env: str, result: Probe, mode: LinkMode | None, request: _Re
             "requested_from": request.source,
             **result.to_dict(),
         }
+        if request.wanted is not None:  # the tool's view: its name, variable, word, and why these paths
+            plan = request.wanted.plan
+            document["tool"] = plan.preset.name
+            document["variable"] = request.wanted.variable
+            document["value"] = request.wanted.word(mode) if mode else None
+            document["source"]["from"] = plan.source.origin
+            document["target"]["from"] = plan.target.origin
         if error is not None:
             document["error"] = error
         import json  # only here: ~2 ms of start-up that the other formats do not need
 
         out.write(json.dumps(document, indent=2) + "\n")
     elif mode is not None:
-        out.write(f"{env}={mode.value}\n" if fmt == "env" else f"{mode.value}\n")
+        word = request.wanted.word(mode) if request.wanted is not None else mode.value
+        out.write(f"{env}={word}\n" if fmt == "env" else f"{word}\n")
     write(sys.stdout, out.getvalue())
+
+
+def _for_tool(args: argparse.Namespace) -> ForRequest:
+    """``--for TOOL``: paths, variable and words from the tool's rules (linkprobe.discovery)."""
+    from linkprobe.discovery import for_request
+
+    wanted = for_request(
+        args.tool,
+        args.source,
+        args.target,
+        mode=args.mode,
+        env=args.env,
+        env_given=args.env is not None,
+        output_format=args.format,
+    )
+    for note in wanted.plan.notes:  # a rule passed over (the tool's command hung): say so, go on
+        sys.stderr.write(f"linkprobe: note: {one_line(note)}\n")
+    return wanted
 
 
 def run(args: argparse.Namespace) -> int:
     """Probe, print the answer in ``args.format``; raise what the exit code is made from."""
-    if args.format == "env" and not args.env:
-        raise UsageError("--format env needs a variable name (--env NAME), got an empty one")
-    if args.format == "env" and not _env_name_ok(args.env):
-        raise UsageError(f"--format env needs a variable name without '=' or line breaks, got {args.env!r}")
-    request = _Request(args)
+    wanted = _for_tool(args) if args.tool is not None else None
+    env = wanted.variable if wanted is not None else (DEFAULT_ENV if args.env is None else args.env)
+    if args.format == "env":
+        if not env:
+            raise UsageError("--format env needs a variable name (--env NAME), got an empty one")
+        if not _env_name_ok(env):
+            raise UsageError(f"--format env needs a variable name without '=' or line breaks, got {env!r}")
+    request = _Request(args, env, wanted)
+    source, target = (wanted.plan.source.path, wanted.plan.target.path) if wanted else (args.source, args.target)
+    if source is None or target is None:
+        raise UsageError("the following arguments are required: SOURCE, TARGET (or --for TOOL)")
     with signals_as_exceptions():
-        result = probe(args.source, args.target, cache=False, timeout=args.timeout)
+        result = probe(source, target, cache=False, timeout=args.timeout)
     try:
         mode = result.require(request.mode, order=request.order)
     except (UnsupportedModeError, NoUsableModeError) as exc:
-        _emit(args.format, args.env, result, None, request, str(exc))
+        _emit(args.format, env, result, None, request, str(exc))
         raise
     if args.format in ("mode", "env"):  # text and json say it in their own output
         _note_missing(result)
-    _emit(args.format, args.env, result, mode, request, None)
+    _emit(args.format, env, result, mode, request, None)
     return EXIT_OK
 
 
