@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -65,7 +66,11 @@ def main() -> int:
     files = sum(1 for p in (kit / "store").rglob("*") if p.is_file())
     print(f"# pnpm {PNPM_VERSION}, store of {files} files, {args.rounds} rounds, cpus={os.cpu_count()}")
     with ScratchMounts(make_base_dir(), remove_base=True) as mounts:
-        for name, make in (("btrfs", lambda: mounts.btrfs("a")), ("xfs reflink=1", lambda: mounts.xfs(reflink=True))):
+        places: list[tuple[str, Callable[[], Path]]] = [
+            ("btrfs", lambda: mounts.btrfs("a")),
+            ("xfs reflink=1", lambda: mounts.xfs(reflink=True)),
+        ]
+        for name, make in places:
             where = make()
             for part in ("store", "cache", "project"):
                 shutil.copytree(kit / part, where / part, symlinks=True, ignore=shutil.ignore_patterns("projects"))

@@ -118,8 +118,8 @@ def test_mode_wins_env_overrides_and_words_are_the_tools(tmp_path: Path, env: di
     assert linkprobe(["--for", "uv", "--format", "env", *pair], cwd=tmp_path, env=uv_env)[1] == "UV_LINK_MODE=symlink\n"
     # pnpm's clone-or-copy is an order: the answer is one of its modes, in pnpm's words
     pnpm_env = {**env, "pnpm_config_package_import_method": "clone-or-copy"}
-    code, out, _ = linkprobe(["--for", "pnpm", "--format", "json", *pair], cwd=tmp_path, env=pnpm_env)
-    document = json.loads(out)
+    code, printed, _ = linkprobe(["--for", "pnpm", "--format", "json", *pair], cwd=tmp_path, env=pnpm_env)
+    document = json.loads(printed)
     assert code == 0
     assert document["value"] in ("clone", "copy")
     assert (document["tool"], document["variable"], document["requested"]) == (

@@ -60,7 +60,9 @@ def run_action(
     inputs: dict[str, str], env: dict[str, str], workspace: Path, scratch: Path, action_path: Path | None = None
 ) -> tuple[int, str, dict[str, str], dict[str, str]]:
     """(exit status of the first failing step or 0, what the steps printed, $GITHUB_ENV, $GITHUB_OUTPUT)."""
-    printed, exported, outputs = [], {}, {}
+    printed: list[str] = []
+    exported: dict[str, str] = {}
+    outputs: dict[str, str] = {}
     for index, step in enumerate(action_steps()):
         assert "shell: bash" in step
         (script,) = yaml_values(step, "run")
@@ -217,7 +219,7 @@ def test_docs_recipes_export_uv_link_mode_and_uv_follows_it(
     assert fallback_lines(printed) == [], printed
     done = outcome(uv_pairs(home / ".cache" / "uv", workspace / ".venv"))
     assert done.mode == expected, done.summary()
-    print(f"\n{name} | {layout.__name__} | UV_LINK_MODE={expected} | uv sync: {done.summary()}")
+    print(f"\n{name} | {getattr(layout, '__name__', layout)} | UV_LINK_MODE={expected} | uv sync: {done.summary()}")
 
 
 @pytest.mark.realfs

@@ -180,7 +180,7 @@ def test_for_pnpm(
     shutil.copytree(pnpm_kit / "store", store, symlinks=True, ignore=shutil.ignore_patterns("projects"))
     shutil.copytree(pnpm_kit / "cache", home / "pnpm-cache")  # package metadata, for the lockfile check
 
-    argv = ["pnpm", "install", "--offline", "--frozen-lockfile", "--cache-dir", home / "pnpm-cache"]
+    argv = ["pnpm", "install", "--offline", "--frozen-lockfile", "--cache-dir", str(home / "pnpm-cache")]
     chosen = {**env, "pnpm_config_package_import_method": expected}
     installed = run([*argv, "--reporter", "append-only"], env=chosen, cwd=app)
     printed = installed.stdout + installed.stderr
