@@ -145,7 +145,7 @@ def test_source_problem(st_mode: int | None, tree: bool, expected: tuple[int, st
         ("/cache/", "/cache/x", "the target resolves to /cache/x, inside the source /cache/"),
         ("/", "/home/u/venv", "the target resolves to /home/u/venv, inside the source /"),
         ("/cache", "/cache2", None),  # a prefix of the name is not a parent
-        ("/cache", "/cach", None),
+        ("/cache", "/cac", None),  # a shorter name that starts the same
         ("/cache/sub", "/cache", None),  # the source inside the target: the walk never meets it
         ("/srv/cache", "/srv/project/.venv", None),
     ],
