@@ -1,14 +1,15 @@
-"""Unit tests for reading mode words: ``modes.parse_mode`` and ``probe.requested_mode``."""
+"""Unit tests for reading mode words: ``modes.parse_mode``, ``modes.requested_mode`` and ``modes.requested_choice``."""
 
 from __future__ import annotations
+
+import importlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from linkprobe import InvalidModeError, LinkMode, LinkprobeError, parse_mode
-from linkprobe.modes import AUTO_ORDER, VALID_WORDS, parse_order
-from linkprobe.probe import requested_mode
+from linkprobe.modes import AUTO_ORDER, VALID_WORDS, parse_order, requested_choice, requested_mode
 
 #: Every word parse_mode accepts, and what it means (written out here, not imported,
 #: so that a change to the aliases in src has to be a deliberate change here too).
@@ -254,3 +255,33 @@ def test_an_order_word_is_not_a_mode() -> None:
         parse_mode("clone-or-copy")
     assert parse_order(None) is None
     assert parse_order(LinkMode.CLONE) is None
+
+
+@pytest.mark.parametrize(
+    ("mode", "environ", "expected"),
+    [
+        (None, {}, None),
+        (None, {"X": "clone-or-copy"}, (LinkMode.CLONE, LinkMode.COPY)),
+        (None, {"X": " Reflink "}, LinkMode.CLONE),
+        ("clone-or-copy", {"X": "copy"}, (LinkMode.CLONE, LinkMode.COPY)),
+        ("hardlink", {"X": "clone-or-copy"}, LinkMode.HARDLINK),
+        (LinkMode.COPY, {"X": "garbage"}, LinkMode.COPY),
+        ("auto", {"X": "copy"}, None),
+    ],
+)
+def test_requested_choice_table(
+    mode: str | LinkMode | None, environ: dict[str, str], expected: LinkMode | tuple[LinkMode, ...] | None
+) -> None:
+    assert requested_choice(mode, "X", environ) == expected
+
+
+def test_requested_choice_garbage_env_names_the_variable() -> None:
+    with pytest.raises(InvalidModeError, match="environment variable X"):
+        requested_choice(None, "X", {"X": "clone-or-link"})
+
+
+def test_the_probe_module_still_offers_the_mode_readers() -> None:
+    # The linker and older callers import them from linkprobe.probe.
+    probe_module = importlib.import_module("linkprobe.probe")
+    assert probe_module.requested_choice is requested_choice
+    assert probe_module.requested_mode is requested_mode

@@ -243,8 +243,8 @@ def test_concurrent_cached_probes_agree(pair: tuple[Path, Path]) -> None:
 
 def test_the_cache_keeps_the_newest_entries(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     source, target = pair
-    cache = importlib.import_module("linkprobe.probe")
-    monkeypatch.setattr(cache, "_CACHE_LIMIT", 4)
+    cache = importlib.import_module("linkprobe._probe_cache")
+    monkeypatch.setattr(cache, "CACHE_LIMIT", 4)
     backend = Counting()
     for index in range(6):
         probe(source, target / f"missing-{index}", backend=backend)

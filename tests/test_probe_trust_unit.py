@@ -19,6 +19,7 @@ from linkprobe.reasons import ReasonContext, existing_file_decides, explain_exis
 from linkprobe.result import Probe, SideFacts, Verdict, missing_note
 
 probe_module = importlib.import_module("linkprobe.probe")  # linkprobe.probe is also the function
+timeout_module = importlib.import_module("linkprobe._timeout")
 
 SOURCE = SideFacts("~/.cache/pkgs", "/home/u/.cache/pkgs", 2049, "/home", "ext4")
 TARGET = SideFacts(".venv", "/srv/app", 2049, "/home", "ext4", exists=False)
@@ -299,11 +300,11 @@ def test_exit_wait_gives_up_on_a_call_that_does_not_return(monkeypatch: pytest.M
     stuck = threading.Event()
     thread = threading.Thread(target=stuck.wait, args=(30,), daemon=True)
     thread.start()
-    progress = probe_module._Progress()
+    progress = timeout_module.Progress()
     progress.last_beat = time.monotonic() - 1.0  # in its call for a second already
-    monkeypatch.setitem(probe_module._abandoned, id(progress), (thread, progress))
+    monkeypatch.setitem(timeout_module.abandoned, id(progress), (thread, progress))
     try:
-        probe_module._wait_for_abandoned(grace=0.5, limit=30)
+        timeout_module.wait_for_abandoned(grace=0.5, limit=30)
         assert thread.is_alive()
     finally:
         stuck.set()
@@ -312,7 +313,7 @@ def test_exit_wait_gives_up_on_a_call_that_does_not_return(monkeypatch: pytest.M
 
 def test_exit_wait_waits_while_the_probe_keeps_getting_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fifty calls of 10 ms each, far beyond one grace period in all: waited for."""
-    progress = probe_module._Progress()
+    progress = timeout_module.Progress()
 
     def cleaning() -> None:
         for _ in range(50):
@@ -321,8 +322,8 @@ def test_exit_wait_waits_while_the_probe_keeps_getting_answers(monkeypatch: pyte
 
     thread = threading.Thread(target=cleaning, daemon=True)
     thread.start()
-    monkeypatch.setitem(probe_module._abandoned, id(progress), (thread, progress))
-    probe_module._wait_for_abandoned(grace=0.2, limit=30)
+    monkeypatch.setitem(timeout_module.abandoned, id(progress), (thread, progress))
+    timeout_module.wait_for_abandoned(grace=0.2, limit=30)
     assert not thread.is_alive()
 
 
@@ -331,10 +332,10 @@ def test_a_timed_out_probe_is_waited_for_at_exit_and_forgotten_when_done(tmp_pat
     backend = BlocksOnExisting()
     result = probe(source, target, cache=False, backend=backend, timeout=0.2)
     assert result.timed_out
-    assert len(probe_module._abandoned) == 1
+    assert len(timeout_module.abandoned) == 1
     backend.release.set()
-    probe_module._wait_for_abandoned()
-    assert probe_module._abandoned == {}
+    timeout_module.wait_for_abandoned()
+    assert timeout_module.abandoned == {}
     assert not [path for path in tmp_path.rglob("*") if path.name.startswith(SCRATCH_PREFIX)]
 
 
@@ -363,13 +364,13 @@ def test_exists_for_missing_and_present_paths(tmp_path: Path) -> None:
 def test_a_side_that_never_answered_counts_as_existing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No stat answered before the deadline: ``probed`` is the given path, not looked at."""
     release = threading.Event()
-    real_locate = probe_module._locate
+    real_locate = probe_module.locate
 
     def hung_locate(path: str, role: str) -> object:
         release.wait(30)
         return real_locate(path, role)
 
-    monkeypatch.setattr(probe_module, "_locate", hung_locate)
+    monkeypatch.setattr(probe_module, "locate", hung_locate)
     try:
         result = probe(tmp_path / "cache", tmp_path / "venv", cache=False, timeout=0.2)
         assert result.timed_out

@@ -49,6 +49,7 @@ TRACEBACK = "Traceback (most recent call last)"
 START_UP_FATAL = "Fatal Python error: init_import_site"
 #: The module, not the function that ``linkprobe.probe`` names once the package is imported.
 probe_module = importlib.import_module("linkprobe.probe")
+scratch_module = importlib.import_module("linkprobe._scratch")
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -381,7 +382,7 @@ def test_every_scratch_name_already_planted(
     and nothing planted may be removed.
     """
     planted_names: dict[str, FileIdentity] = {}
-    real_name = probe_module._scratch_name
+    real_name = scratch_module.scratch_name
 
     def planting_name(directory: str, tag: str) -> str:
         name: str = real_name(directory, tag)
@@ -393,7 +394,7 @@ def test_every_scratch_name_already_planted(
         planted_names[name] = (info.st_dev, info.st_ino)
         return name
 
-    monkeypatch.setattr(probe_module, "_scratch_name", planting_name)
+    monkeypatch.setattr(scratch_module, "scratch_name", planting_name)
     result = probe(pair[0], pair[1], cache=False)
     assert len(planted_names) == 5  # src, copy, clone, hardlink, symlink
     for verdict in result.verdicts:

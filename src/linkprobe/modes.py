@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping
 
 from linkprobe.errors import InvalidModeError
@@ -18,6 +19,8 @@ __all__ = [
     "parse_choice",
     "parse_mode",
     "parse_order",
+    "requested_choice",
+    "requested_mode",
     "requested_word",
 ]
 
@@ -117,3 +120,37 @@ def requested_word(
     if not env:
         return None, mode_source
     return environ.get(env), f"environment variable {env}"
+
+
+def requested_mode(
+    mode: LinkMode | str | None,
+    env: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    mode_source: str = "mode",
+) -> LinkMode | None:
+    """The explicit mode: ``mode`` itself, or else the environment variable ``env`` in
+    ``environ`` (default: ``os.environ``, read, never changed); None means auto.
+
+    :raises InvalidModeError: as :func:`parse_mode`.
+    """
+    word, source = requested_word(mode, env, os.environ if environ is None else environ, mode_source=mode_source)
+    return parse_mode(word, source=source)
+
+
+def requested_choice(
+    mode: LinkMode | str | None,
+    env: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    mode_source: str = "mode",
+) -> LinkMode | tuple[LinkMode, ...] | None:
+    """What was asked for: one mode (explicit), an order of modes (pnpm's
+    ``clone-or-copy``, see :func:`parse_order`), or None (auto).
+
+    ``mode`` wins over the environment variable ``env``, as in :func:`requested_mode`.
+
+    :raises InvalidModeError: as :func:`parse_mode`.
+    """
+    word, source = requested_word(mode, env, os.environ if environ is None else environ, mode_source=mode_source)
+    return parse_choice(word, source=source)

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
-import threading
+from _thread import allocate_lock
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Final
+    from typing import Final, NamedTuple
 
 __all__ = [
     "Mount",
@@ -36,27 +34,51 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Mount:
+# A named tuple like the results in linkprobe.result: typing.NamedTuple for type checkers,
+# the same collections.namedtuple at run time (no dataclasses import at start-up).
+if TYPE_CHECKING:
+
+    class _MountFields(NamedTuple):
+        mount_point: str
+        fstype: str
+        device: str
+        options: tuple[str, ...] = ()
+        mount_id: int | None = None
+
+else:
+    _MountFields = namedtuple("Mount", ("mount_point", "fstype", "device", "options", "mount_id"), defaults=((), None))
+
+
+class Mount(_MountFields):
     """One line of the mount table."""
 
-    mount_point: str
-    fstype: str
-    device: str
-    options: tuple[str, ...] = ()
-    mount_id: int | None = None
+    __slots__ = ()
 
     @property
     def read_only(self) -> bool:
         return "ro" in self.options
 
 
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+_OCTAL_DIGITS: Final[str] = "01234567"
 
 
 def unescape_mount_field(field: str) -> str:
-    r"""Undo the kernel's octal escapes in mount fields (space is ``\040``, ``\`` is ``\134``)."""
-    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+    r"""Undo the kernel's octal escapes in mount fields (space is ``\040``, ``\`` is ``\134``).
+
+    A backslash followed by exactly three octal digits is one character; any other
+    backslash stays as it is.
+    """
+    if "\\" not in field:  # nearly every field: no escape at all
+        return field
+    parts = field.split("\\")
+    out = [parts[0]]
+    for part in parts[1:]:
+        code = part[:3]
+        if len(code) == 3 and all(digit in _OCTAL_DIGITS for digit in code):
+            out.append(chr(int(code, 8)) + part[3:])
+        else:
+            out.append("\\" + part)
+    return "".join(out)
 
 
 def parse_mountinfo(text: str) -> list[Mount]:
@@ -130,7 +152,7 @@ def with_fuse_subtype(mount: Mount) -> Mount:
     if mount.fstype != "fuseblk" or not mount.device.startswith("/dev/"):
         return mount
     subtype = fuseblk_subtype(mount.device)
-    return replace(mount, fstype=f"fuseblk.{subtype}") if subtype else mount
+    return mount._replace(fstype=f"fuseblk.{subtype}") if subtype else mount
 
 
 def _from_psutil() -> list[Mount]:
@@ -175,7 +197,7 @@ class _MountWatch:
 
     def reset(self) -> None:
         """Forget the descriptor and the table (a forked child's start)."""
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
         self.generation += 1
         self.fd: int | None = None
         #: (st_dev, st_ino) of ``fd`` when opened: is that number still our file?

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import errno
 import os
-import stat
 import sys
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 
-from linkprobe.api import FileIdentity, LinkBackend, SourceHints, remove_quietly
+from linkprobe import _probe_cache
+from linkprobe._locate import Located, checked, locate
+from linkprobe._scratch import SCRATCH_PREFIX, Attempts
+from linkprobe._timeout import Progress, run_in_thread
+from linkprobe.api import LinkBackend, SourceHints
 from linkprobe.backends import default_backend
-from linkprobe.errors import InvalidPathError, TargetNotDirectoryError
-from linkprobe.modes import LinkMode, parse_mode, parse_order
-from linkprobe.mounts import (
-    Mount,
-    find_mount,
-    forget_mount_table,
-    mount_generation,
-    mount_table,
-    with_fuse_subtype,
-)
+from linkprobe.modes import LinkMode, requested_choice, requested_mode
+from linkprobe.mounts import Mount, find_mount, forget_mount_table, mount_generation, mount_table, with_fuse_subtype
 from linkprobe.reasons import (
     ReasonContext,
     errno_of,
@@ -38,7 +28,6 @@ from linkprobe.reasons import (
 )
 from linkprobe.result import Probe, SideFacts, Status, Verdict
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
@@ -52,9 +41,6 @@ __all__ = [
     "select",
 ]
 
-#: Every scratch name starts with this, so litter (if a process is killed with SIGKILL)
-#: is recognisable and safe to delete by hand.
-SCRATCH_PREFIX: Final[str] = ".linkprobe-"
 #: How many directory entries to look at for an existing file on a read-only source.
 _SEARCH_LIMIT: Final[int] = 2000
 #: The bound on the search for an existing file that clone and hardlink must also work
@@ -68,194 +54,17 @@ _CHECK_ENTRIES: Final[int] = 256
 #: name swapped for a symlink since the search fails with ELOOP instead of cloning what
 #: it points to), and the scratch clone gets mode 0600 like every scratch file.
 _CHECK_HINTS: Final = SourceHints(0o600, 0)
-#: At interpreter exit, how long one call of an abandoned probe (timeout=) may take
-#: before it is taken for a hung filesystem and no longer waited for; and the most
-#: that exit waits in all.
-_EXIT_GRACE: Final[float] = 0.5
-_EXIT_LIMIT: Final[float] = 5.0
-#: Cached probes kept at most; the oldest goes first.
-_CACHE_LIMIT: Final[int] = 256
-#: Linux: an O_PATH descriptor holds a scratch file's inode (a symlink's too, with
-#: O_NOFOLLOW) without opening its data. While it is held the inode cannot be freed, so
-#: its number cannot be reused by a file somebody creates under our name after deleting
-#: ours: the (st_dev, st_ino) check before removal then really means "the file we made".
-#: Elsewhere there is no pin (Windows cannot unlink an open file), only the check.
-_O_PATH: Final[int] = getattr(os, "O_PATH", 0)
-_PIN_FLAGS: Final[int] = _O_PATH | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-
 #: The order of attempts. Copy goes first: if no file can be created in the target at
 #: all, its errno explains every other failure too.
 _ATTEMPT_ORDER: Final[tuple[LinkMode, ...]] = (LinkMode.COPY, LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.SYMLINK)
-
-
-@dataclass(frozen=True)
-class _Located:
-    """Where a given path was found, and what a cache hit must find unchanged."""
-
-    #: The existing directory probed, symlinks resolved.
-    directory: str
-    #: The source itself when it is a regular file.
-    file: str | None
-    #: The given path exists (it is ``anchor``).
-    exists: bool
-    #: The nearest existing path, absolute but as spelled (symlinks not resolved).
-    anchor: str
-    #: ``anchor``'s stat (symlinks followed): device, inode, mode bits and owner. An
-    #: inode number can be reused by a directory made anew, so what decides whether we
-    #: may write there is part of it.
-    identity: tuple[int, ...]
-    #: The first missing component below ``anchor`` when the path does not exist.
-    missing: str | None
-
-
-def _identity(info: os.stat_result) -> tuple[int, ...]:
-    return (info.st_dev, info.st_ino, info.st_mode, info.st_uid, info.st_gid)
-
-
-def _unchanged(located: _Located) -> bool:
-    """One or two stats: the path still leads to the same existing inode, and a missing
-    path is still missing at the same place (so its nearest ancestor is the same)."""
-    try:
-        info = os.stat(located.anchor)
-    except OSError:
-        return False
-    if (info.st_dev, info.st_ino, info.st_mode, info.st_uid, info.st_gid) != located.identity:
-        return False
-    if located.missing is None:
-        return True
-    try:
-        os.stat(located.missing)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
-class _Locks:
-    def __init__(self) -> None:
-        self.cache = threading.Lock()
-        self.abandoned = threading.Lock()
-
-    def reset(self) -> None:
-        self.cache = threading.Lock()
-        self.abandoned = threading.Lock()
-
-
-#: Key: the two paths as given (and the working directory when one is relative).
-_cache: dict[tuple[str, ...], tuple[_Located, _Located, Probe]] = {}
-#: The locks of the cache and of _abandoned, replaced in a forked child.
-_locks = _Locks()
-#: The mount-table generation the cached probes were made under (see mount_generation).
-_cache_generation: list[int | None] = [None]
 
 
 def clear_cache() -> None:
     """Forget every cached probe and the mount table. Not needed after a mount: a cached
     probe is used only while both paths lead to the same inodes and the mount table is
     unchanged. (Needed after closing descriptors one did not open: see docs/api.md.)"""
-    with _locks.cache:
-        _cache.clear()
+    _probe_cache.clear()
     forget_mount_table()
-
-
-def _cache_key(given_source: str, given_target: str) -> tuple[str, ...]:
-    if os.path.isabs(given_source) and os.path.isabs(given_target):
-        return (given_source, given_target)
-    return (given_source, given_target, os.getcwd())
-
-
-def _cache_hit(key: tuple[str, ...], generation: int | None) -> Probe | None:
-    """The cached probe for ``key`` if it still holds; a stale one is dropped."""
-    with _locks.cache:
-        current = _cache_generation[0]
-        if generation != current:
-            # Something was mounted or unmounted: drop every probe. (A thread that read an
-            # older generation than another thread has seen only misses.)
-            if generation is None or current is None or generation > current:
-                _cache.clear()
-                _cache_generation[0] = generation
-            return None
-        entry = _cache.get(key)
-    if entry is None:
-        return None
-    source, target, result = entry
-    if _unchanged(source) and _unchanged(target):
-        return result
-    with _locks.cache:
-        if _cache.get(key) is entry:
-            del _cache[key]
-    return None
-
-
-def _cache_store(key: tuple[str, ...], generation: int | None, entry: tuple[_Located, _Located, Probe]) -> None:
-    with _locks.cache:
-        if generation != _cache_generation[0]:  # the table changed while probing
-            return
-        _cache.pop(key, None)
-        _cache[key] = entry
-        while len(_cache) > _CACHE_LIMIT:
-            del _cache[next(iter(_cache))]
-
-
-def _scratch_name(directory: str, tag: str) -> str:
-    return os.path.join(directory, f"{SCRATCH_PREFIX}{os.urandom(8).hex()}-{tag}")
-
-
-def _checked(path: str | os.PathLike[str], role: str) -> str:
-    text = os.fspath(path)
-    if not text:
-        raise InvalidPathError(text, f"{role} path is empty")
-    if "\0" in text:
-        raise InvalidPathError(text, f"{role} path contains a NUL byte")
-    return text
-
-
-def _stat_or_none(path: str, role: str) -> os.stat_result | None:
-    """stat() that says None for "not there yet" and raises for everything else."""
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
-        raise InvalidPathError(path, f"a parent of the {role} is not a directory") from None
-    except PermissionError:
-        raise InvalidPathError(path, f"permission denied: cannot look inside a parent of the {role}") from None
-    except OSError as exc:
-        code = errno_of(exc)
-        if code == errno.ELOOP:
-            raise InvalidPathError(path, f"{role} path has a symlink loop") from None
-        if code == errno.ENAMETOOLONG:
-            raise InvalidPathError(path, f"{role} path is too long") from None
-        raise InvalidPathError(path, f"{role}: {exc.strerror or exc}") from None
-
-
-def _locate(path: str, role: str) -> _Located:
-    """The nearest existing directory of ``path`` (symlinks resolved) and, for a source
-    that is a regular file, that file. Never creates anything."""
-    given = current = os.path.abspath(path)
-    missing = None
-    while True:
-        info = _stat_or_none(current, role)
-        if info is not None:
-            break
-        parent = os.path.dirname(current)
-        if parent == current:  # a missing drive root on Windows
-            raise InvalidPathError(path, f"no part of the {role} path exists")
-        current, missing = parent, current
-    try:
-        resolved = os.path.realpath(current, strict=True)
-    except OSError as exc:  # a symlink loop or a component made unreadable meanwhile
-        raise InvalidPathError(path, f"{role} cannot be resolved: {exc.strerror or exc}") from None
-    exists = current == given
-    identity = _identity(info)
-    if stat.S_ISDIR(info.st_mode):
-        return _Located(resolved, None, exists, current, identity, missing)
-    if role == "source" and stat.S_ISREG(info.st_mode) and exists:
-        return _Located(os.path.dirname(resolved), resolved, exists, current, identity, missing)
-    if role == "target" and exists:
-        raise TargetNotDirectoryError(path)
-    raise InvalidPathError(path, f"{current} is not a directory")
 
 
 def _side_facts(given: str, probed: str, exists: bool, mounts: list[Mount]) -> SideFacts:
@@ -370,128 +179,7 @@ def _other_owner(path: str) -> int | None:
     return uid if uid != euid else None
 
 
-class _Attempts:
-    """Runs the attempts and removes every name it created, whatever happens."""
-
-    def __init__(self, backend: LinkBackend, beat: Callable[[], None]) -> None:
-        self.backend = backend
-        #: Called before each system call that may wait for the filesystem.
-        self.beat = beat
-        self.created: list[tuple[str, FileIdentity | None]] = []
-        self.pins: list[int] = []  # O_PATH descriptors, closed by clean()
-
-    def record(self, name: str, identity: FileIdentity | None) -> None:
-        """Remember ``name`` for clean(), and pin its inode where the OS allows."""
-        self.created.append((name, identity))
-        self.beat()
-        if not _O_PATH or identity is None:
-            return
-        try:
-            pin = os.open(name, _PIN_FLAGS)
-        except OSError:  # gone already, or a backend that makes no real files
-            return
-        try:
-            info = os.fstat(pin)
-        except BaseException:
-            os.close(pin)
-            raise
-        if (info.st_dev, info.st_ino) == identity:
-            self.pins.append(pin)
-        else:  # replaced already: the check before removal will leave it alone
-            os.close(pin)
-
-    def make_source(self, directory: str) -> tuple[str | None, int | None]:
-        """A scratch file in the source directory, or (None, errno) if it cannot take one."""
-        name = _scratch_name(directory, "src")
-        self.beat()
-        try:
-            self.record(name, self.backend.create_scratch(name))
-        except OSError as exc:
-            return None, errno_of(exc)
-        return name, None
-
-    def attempt(
-        self,
-        mode: LinkMode,
-        source_file: str | None,
-        source_dir: str,
-        target_dir: str,
-        *,
-        source_is_scratch: bool,
-        hints: SourceHints | None = None,
-    ) -> int | None:
-        """Try one mode; None on success, else the errno. ``hints`` go to a clone."""
-        name = _scratch_name(target_dir, mode.value)
-        backend = self.backend
-        self.beat()
-        try:
-            if mode is LinkMode.SYMLINK:
-                backend.symlink(source_file or source_dir, name)
-            elif source_file is None or (mode is LinkMode.COPY and not source_is_scratch):
-                # A copy from a file that is not our scratch file (a read-only source's,
-                # or the source file given) only checks that files can be created: that
-                # file may be a large wheel.
-                self.record(name, backend.create_scratch(name))
-                return None
-            elif mode is LinkMode.COPY:
-                backend.copy(source_file, name)
-            elif mode is LinkMode.CLONE:
-                backend.clone(source_file, name, hints)
-            else:
-                backend.hardlink(source_file, name)
-        except OSError as exc:
-            return errno_of(exc)
-        except BaseException:
-            # Interrupted (KeyboardInterrupt) between the kernel creating the name and
-            # us recording it. The name holds 64 random bits, created a moment ago by
-            # this call: nobody else can have planted it, so it is ours to remove.
-            remove_quietly(name)
-            raise
-        self.record(name, backend.identity(name))
-        return None
-
-    def clean(self) -> None:
-        try:
-            for name, identity in reversed(self.created):
-                self.beat()
-                # Nothing more can be done on failure; the name carries SCRATCH_PREFIX.
-                with contextlib.suppress(OSError):
-                    self.backend.remove_if_same(name, identity)
-        finally:
-            self.created.clear()
-            for pin in self.pins:  # only now may the inode numbers be reused
-                os.close(pin)
-            self.pins.clear()
-
-
-class _Progress:
-    """What a probe has found so far; read by the caller when a deadline passes first."""
-
-    def __init__(self) -> None:
-        self.source_facts: SideFacts | None = None
-        self.target_facts: SideFacts | None = None
-        self.ctx: ReasonContext | None = None
-        self.source_errno: int | None = None
-        # Filled mode by mode; a dict assignment is atomic, so a snapshot is consistent.
-        self.results: dict[LinkMode, int | None] = {}
-        self.result: Probe | None = None
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        #: Set when the caller stopped waiting: make no further attempt, clean up as soon
-        #: as the call in progress returns.
-        self.abandoned = False
-        #: Modes whose attempt from a scratch file worked but whose attempt from an
-        #: existing file of the source failed, with that errno.
-        self.existing_failures: dict[LinkMode, int] = {}
-        #: time.monotonic() when the probe last started a call that may wait for the
-        #: filesystem: how long the call in progress has taken so far.
-        self.last_beat = time.monotonic()
-
-    def beat(self) -> None:
-        self.last_beat = time.monotonic()
-
-
-def _verdict(mode: LinkMode, progress: _Progress, results: Mapping[LinkMode, int | None]) -> Verdict | None:
+def _verdict(mode: LinkMode, progress: Progress, results: Mapping[LinkMode, int | None]) -> Verdict | None:
     """The verdict on ``mode`` from the attempts so far; None if it has none yet."""
     ctx = progress.ctx
     if mode not in results or ctx is None:
@@ -507,18 +195,18 @@ def _verdict(mode: LinkMode, progress: _Progress, results: Mapping[LinkMode, int
 def _run(
     given_source: str,
     given_target: str,
-    source: _Located,
-    target: _Located,
+    source: Located,
+    target: Located,
     backend: LinkBackend,
     mounts: list[Mount],
-    progress: _Progress,
+    progress: Progress,
 ) -> Probe:
     source_dir, source_file = source.directory, source.file
     target_dir = target.directory
     progress.source_facts = _side_facts(given_source, source_file or source_dir, source.exists, mounts)
     progress.target_facts = _side_facts(given_target, target_dir, target.exists, mounts)
     progress.beat()
-    attempts = _Attempts(backend, progress.beat)
+    attempts = Attempts(backend, progress.beat)
     results = progress.results
     # Links are made from an existing file (the source given, or a read-only source's):
     # its verdicts are already the real files' verdicts.
@@ -580,7 +268,7 @@ _LINKS: Final[tuple[LinkMode, ...]] = (LinkMode.CLONE, LinkMode.HARDLINK)
 
 
 def _check_real_file(
-    attempts: _Attempts, progress: _Progress, mode: LinkMode, path: str, source_dir: str, target_dir: str
+    attempts: Attempts, progress: Progress, mode: LinkMode, path: str, source_dir: str, target_dir: str
 ) -> tuple[int | None, str | None]:
     """``mode`` worked for the scratch file: does it for ``path``, a file of the source?
     The errno that decides the verdict (None: it holds) and the file if it was used."""
@@ -601,18 +289,18 @@ def _check_real_file(
     return code, path
 
 
-def _note_owner(progress: _Progress, path: str) -> None:
+def _note_owner(progress: Progress, path: str) -> None:
     """A hard link from an existing file got EPERM: whose file it is chooses the words."""
     assert progress.ctx is not None
     owner = _other_owner(path)
     if owner is not None:
-        progress.ctx = replace(progress.ctx, other_owner=True, existing_owner=owner)
+        progress.ctx = progress.ctx._replace(other_owner=True, existing_owner=owner)
 
 
-def _note_existing_failure(progress: _Progress, mode: LinkMode, code: int, path: str) -> None:
+def _note_existing_failure(progress: Progress, mode: LinkMode, code: int, path: str) -> None:
     """Set before the verdict is: a timed-out snapshot must see both or neither."""
     assert progress.ctx is not None
-    progress.ctx = replace(progress.ctx, existing_file=path)
+    progress.ctx = progress.ctx._replace(existing_file=path)
     if mode is LinkMode.HARDLINK and code == errno.EPERM:
         _note_owner(progress, path)
     progress.existing_failures[mode] = code
@@ -625,24 +313,24 @@ def _probe_now(
     cache: bool,
     backend: LinkBackend | None,
     mounts: Callable[[], list[Mount]],
-    progress: _Progress | None = None,
+    progress: Progress | None = None,
 ) -> Probe:
     key: tuple[str, ...] = ()
     generation = None
     if cache:
         # Before anything is looked at: a mount from now on changes the generation.
         generation = mount_generation()
-        key = _cache_key(given_source, given_target)
-        hit = _cache_hit(key, generation)
+        key = _probe_cache.key(given_source, given_target)
+        hit = _probe_cache.hit(key, generation)
         if hit is not None:
             return hit
-    if progress is None:  # made only now: a hit needs none (an Event costs microseconds)
-        progress = _Progress()
-    source = _locate(given_source, "source")
-    target = _locate(given_target, "target")
+    if progress is None:  # made only now: a hit needs none
+        progress = Progress()
+    source = locate(given_source, "source")
+    target = locate(given_target, "target")
     result = _run(given_source, given_target, source, target, backend or default_backend(), mounts(), progress)
     if cache and not progress.abandoned:  # an abandoned probe stopped early: not a whole answer
-        _cache_store(key, generation, (source, target, result))
+        _probe_cache.store(key, generation, (source, target, result))
     return result
 
 
@@ -658,7 +346,7 @@ def _unanswered_side(given: str, mounts: Callable[[], list[Mount]]) -> SideFacts
 
 
 def _timed_out(
-    given_source: str, given_target: str, progress: _Progress, seconds: float, mounts: Callable[[], list[Mount]]
+    given_source: str, given_target: str, progress: Progress, seconds: float, mounts: Callable[[], list[Mount]]
 ) -> Probe:
     """The probe as far as it got: finished modes keep their verdict, the rest timed out."""
     results = dict(progress.results)
@@ -673,57 +361,6 @@ def _timed_out(
         None,
         False,
     )
-
-
-#: Probe threads whose caller stopped waiting and that have not finished: id -> both.
-_abandoned: dict[int, tuple[threading.Thread, _Progress]] = {}
-_exit_wait_registered: list[bool] = [False]
-
-
-def _abandon(thread: threading.Thread, progress: _Progress) -> None:
-    """Tell the probe thread to stop, and have interpreter exit wait for its clean-up."""
-    progress.abandoned = True
-    with _locks.abandoned:
-        if not progress.done.is_set():
-            _abandoned[id(progress)] = (thread, progress)
-        if not _exit_wait_registered[0]:
-            _exit_wait_registered[0] = True
-            atexit.register(_wait_for_abandoned)
-
-
-def _wait_for_abandoned(grace: float = _EXIT_GRACE, limit: float = _EXIT_LIMIT) -> None:
-    """Runs at interpreter exit (daemon threads still run then): wait for each abandoned
-    probe to remove its scratch files, as long as the filesystem keeps answering.
-
-    An abandoned probe makes no new attempt; what is left is the call in progress and
-    one unlink per scratch name. Each of them may take up to ``grace`` seconds; a call
-    that takes longer is a hung filesystem (a stopped FUSE daemon, an NFS server gone),
-    and exit does not wait for it. Never more than ``limit`` seconds in all.
-    """
-    deadline = time.monotonic() + limit
-    with _locks.abandoned:
-        pending = list(_abandoned.values())
-    try:
-        for thread, progress in pending:
-            while thread.is_alive():
-                now = time.monotonic()
-                wait = min(grace - (now - progress.last_beat), deadline - now)
-                if wait <= 0:
-                    break
-                thread.join(wait)
-    except KeyboardInterrupt:  # Ctrl-C at exit: stop waiting, without a traceback
-        return
-
-
-def _forget_after_fork() -> None:
-    """In a forked child only the forking thread exists: a lock held by another thread
-    at the fork would never be released, and the abandoned threads are not there."""
-    _locks.reset()
-    _abandoned.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def probe(
@@ -759,81 +396,23 @@ def probe(
     :raises TargetNotDirectoryError: ``target`` exists and is not a directory.
     :raises ValueError: ``timeout`` is not a positive number.
     """
-    given_source = _checked(source, "source")
-    given_target = _checked(target, "target")
+    given_source = checked(source, "source")
+    given_target = checked(target, "target")
     if timeout is None:
         return _probe_now(given_source, given_target, cache=cache, backend=backend, mounts=mounts)
     if not timeout > 0 or timeout == float("inf"):  # also rejects NaN
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    progress = _Progress()
 
-    def work() -> None:
-        try:
-            progress.result = _probe_now(
-                given_source, given_target, cache=cache, backend=backend, mounts=mounts, progress=progress
-            )
-        except BaseException as exc:  # handed to the waiting caller below
-            progress.error = exc
-        finally:
-            progress.done.set()
-            with _locks.abandoned:
-                _abandoned.pop(id(progress), None)
+    def work(progress: Progress) -> Probe:
+        return _probe_now(given_source, given_target, cache=cache, backend=backend, mounts=mounts, progress=progress)
 
-    # A thread, not a process: the hung call is a syscall that only the kernel can end,
-    # and a daemon thread does not keep the interpreter from exiting.
-    thread = threading.Thread(target=work, name="linkprobe-probe", daemon=True)
-    thread.start()
-    try:
-        finished = progress.done.wait(timeout)
-    except BaseException:  # KeyboardInterrupt while waiting: the thread stops early too
-        _abandon(thread, progress)
-        raise
-    if not finished:
-        _abandon(thread, progress)
+    progress = Progress()
+    if not run_in_thread(work, progress, timeout):
         return _timed_out(given_source, given_target, progress, timeout, mounts)
     if progress.error is not None:
         raise progress.error
     assert progress.result is not None  # done without error means a result
     return progress.result
-
-
-def _requested_word(
-    mode: LinkMode | str | None, env: str | None, environ: Mapping[str, str] | None, mode_source: str
-) -> tuple[LinkMode | str | None, str]:
-    """The word that was asked for and where it came from: ``mode``, else the variable ``env``."""
-    if mode is not None:
-        return mode, mode_source
-    if not env:
-        return None, mode_source
-    return (os.environ if environ is None else environ).get(env), f"environment variable {env}"
-
-
-def requested_mode(
-    mode: LinkMode | str | None,
-    env: str | None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    mode_source: str = "mode",
-) -> LinkMode | None:
-    """The explicit mode: ``mode`` itself, or else the environment variable ``env``."""
-    word, source = _requested_word(mode, env, environ, mode_source)
-    return parse_mode(word, source=source)
-
-
-def requested_choice(
-    mode: LinkMode | str | None,
-    env: str | None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    mode_source: str = "mode",
-) -> LinkMode | tuple[LinkMode, ...] | None:
-    """What was asked for: one mode (explicit), an order of modes (pnpm's
-    ``clone-or-copy``, see :func:`~linkprobe.modes.parse_order`), or None (auto).
-
-    ``mode`` wins over the environment variable ``env``, as in :func:`requested_mode`.
-    """
-    word, source = _requested_word(mode, env, environ, mode_source)
-    return parse_order(word) or parse_mode(word, source=source)
 
 
 def select(

@@ -9,17 +9,16 @@ import enum
 import errno
 import os
 import stat
+from collections import namedtuple
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
 
 from linkprobe.errors import LinkFailedError, UnsupportedModeError
 from linkprobe.modes import LinkMode
 from linkprobe.result import SideFacts, same_mount
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Final, NamedTuple
 
 __all__ = [
     "MODE_UNSUPPORTED_ERRNOS",
@@ -85,23 +84,45 @@ def errno_of(exc: OSError) -> int:
     return exc.errno if exc.errno is not None else errno.EIO
 
 
-@dataclass(frozen=True)
-class ReasonContext:
+# Named tuples, as the results in linkprobe.result: a typing.NamedTuple for type checkers,
+# the same collections.namedtuple at run time.
+if TYPE_CHECKING:
+
+    class _ReasonContextFields(NamedTuple):
+        source: SideFacts
+        target: SideFacts
+        #: The file linked from belongs to another user and we are not root: the case
+        #: fs.protected_hardlinks (proc(5)) refuses with EPERM.
+        other_owner: bool = False
+        #: The probe already made this mode work between these two places (the linker's
+        #: case): a refusal now is about one file, not about the filesystem.
+        mode_worked: bool = False
+        #: An existing file of the source that links were made from (a read-only source,
+        #: or a source that is a file) or that a verdict was checked on.
+        existing_file: str | None = None
+        #: The uid owning ``existing_file`` when that is not us and we are not root.
+        existing_owner: int | None = None
+
+    class SourceProblem(NamedTuple):
+        """Why a source cannot be materialised as asked: an errno and one line."""
+
+        errno: int
+        reason: str
+
+else:
+    _ReasonContextFields = namedtuple(
+        "ReasonContext",
+        ("source", "target", "other_owner", "mode_worked", "existing_file", "existing_owner"),
+        defaults=(False, False, None, None),
+    )
+    SourceProblem = namedtuple("SourceProblem", ("errno", "reason"))
+    SourceProblem.__doc__ = "Why a source cannot be materialised as asked: an errno and one line."
+
+
+class ReasonContext(_ReasonContextFields):
     """What the words of a reason may draw on."""
 
-    source: SideFacts
-    target: SideFacts
-    #: The file linked from belongs to another user and we are not root: the case
-    #: fs.protected_hardlinks (proc(5)) refuses with EPERM.
-    other_owner: bool = False
-    #: The probe already made this mode work between these two places (the linker's
-    #: case): a refusal now is about one file, not about the filesystem.
-    mode_worked: bool = False
-    #: An existing file of the source that links were made from (a read-only source,
-    #: or a source that is a file) or that a verdict was checked on.
-    existing_file: str | None = None
-    #: The uid owning ``existing_file`` when that is not us and we are not root.
-    existing_owner: int | None = None
+    __slots__ = ()
 
     @property
     def same_mount(self) -> bool:
@@ -341,14 +362,6 @@ def fallback_advice(mode: LinkMode, env: str | None) -> str:
     if env:
         return f"{env}={mode.value}"
     return f"pass mode={mode.value!r} to the Linker"
-
-
-@dataclass(frozen=True)
-class SourceProblem:
-    """Why a source cannot be materialised as asked: an errno and one line."""
-
-    errno: int
-    reason: str
 
 
 def source_problem(st_mode: int | None, *, tree: bool) -> SourceProblem | None:

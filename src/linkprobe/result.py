@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import enum
 import errno as _errno
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from linkprobe.errors import InvalidModeError, NoUsableModeError, UnsupportedModeError
 from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_mode, parse_order
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NamedTuple
 
 __all__ = [
     "Probe",
@@ -41,14 +40,67 @@ class Status(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True)
-class Verdict:
+# The results are named tuples: immutable and typed like frozen dataclasses, without the
+# import of dataclasses (and inspect) at every start of the command line. For type
+# checkers the fields are a typing.NamedTuple; at run time the same collections.namedtuple,
+# built without importing typing. Each public class adds its methods on top.
+if TYPE_CHECKING:
+
+    class _VerdictFields(NamedTuple):
+        mode: LinkMode
+        status: Status
+        reason: str
+        errno: int | None = None
+
+    class _SideFactsFields(NamedTuple):
+        #: The path as the caller gave it.
+        given: str
+        #: The existing directory (or source file) that was probed, symlinks resolved.
+        probed: str
+        #: None when the filesystem did not answer ``stat`` before the probe timed out.
+        st_dev: int | None
+        mount_point: str | None
+        fstype: str | None
+        mount_device: str | None = None
+        mount_id: int | None = None
+        read_only: bool = False
+        #: The given path exists and is the one probed. False: it does not exist yet, and
+        #: ``probed`` is its nearest existing ancestor. (True also for a side whose
+        #: filesystem never answered: then ``probed`` is the given path, not looked at.)
+        exists: bool = True
+
+    class _ProbeFields(NamedTuple):
+        source: SideFacts
+        target: SideFacts
+        verdicts: tuple[Verdict, ...]
+        #: The existing file the link attempts used instead of a scratch file (the source
+        #: given, when it is a file, or a file of a read-only source); else None.
+        linked_from: str | None
+        linked_from_existing: bool
+        #: The existing regular file of the source that the copy, clone and hardlink
+        #: verdicts were checked on: ``linked_from``, or (a writable source) one file found
+        #: by a small search that was also opened, cloned and linked from. None: the source
+        #: holds no file within the search, or nothing could be created in the target.
+        existing_file: str | None = None
+
+else:
+    _VerdictFields = namedtuple("Verdict", ("mode", "status", "reason", "errno"), defaults=(None,))
+    _SideFactsFields = namedtuple(
+        "SideFacts",
+        ("given", "probed", "st_dev", "mount_point", "fstype", "mount_device", "mount_id", "read_only", "exists"),
+        defaults=(None, None, False, True),
+    )
+    _ProbeFields = namedtuple(
+        "Probe",
+        ("source", "target", "verdicts", "linked_from", "linked_from_existing", "existing_file"),
+        defaults=(None,),
+    )
+
+
+class Verdict(_VerdictFields):
     """The outcome of really attempting one mode between source and target."""
 
-    mode: LinkMode
-    status: Status
-    reason: str
-    errno: int | None = None
+    __slots__ = ()
 
     @property
     def supported(self) -> bool:
@@ -72,25 +124,10 @@ class Verdict:
         }
 
 
-@dataclass(frozen=True)
-class SideFacts:
+class SideFacts(_SideFactsFields):
     """Where one side of the pair really is. These explain a verdict; they never decide it."""
 
-    #: The path as the caller gave it.
-    given: str
-    #: The existing directory (or source file) that was probed, symlinks resolved.
-    probed: str
-    #: None when the filesystem did not answer ``stat`` before the probe timed out.
-    st_dev: int | None
-    mount_point: str | None
-    fstype: str | None
-    mount_device: str | None = None
-    mount_id: int | None = None
-    read_only: bool = False
-    #: The given path exists and is the one probed. False: it does not exist yet, and
-    #: ``probed`` is its nearest existing ancestor. (True also for a side whose
-    #: filesystem never answered: then ``probed`` is the given path, not looked at.)
-    exists: bool = True
+    __slots__ = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,22 +187,10 @@ def best_mode(verdicts: tuple[Verdict, ...], order: Sequence[LinkMode] = AUTO_OR
     return best
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(_ProbeFields):
     """The result of :func:`linkprobe.probe`: one verdict per mode plus the facts."""
 
-    source: SideFacts
-    target: SideFacts
-    verdicts: tuple[Verdict, ...]
-    #: The existing file the link attempts used instead of a scratch file (the source
-    #: given, when it is a file, or a file of a read-only source); else None.
-    linked_from: str | None
-    linked_from_existing: bool
-    #: The existing regular file of the source that the copy, clone and hardlink verdicts
-    #: were checked on: ``linked_from``, or (a writable source) one file found by a small
-    #: search that was also opened, cloned and linked from. None: the source holds no
-    #: file within the search, or nothing could be created in the target.
-    existing_file: str | None = None
+    __slots__ = ()
 
     @property
     def best(self) -> LinkMode | None:
