@@ -26,6 +26,7 @@ import json, runpy, sys
 sys.path.insert(0, {parent!r})
 import linkprobe.cli
 after_import = "typing" in sys.modules
+dataclasses_after_import = "dataclasses" in sys.modules
 sys.argv = ["linkprobe", "--format", "json", {source!r}, {target!r}]
 try:
     runpy.run_module("linkprobe", run_name="__main__", alter_sys=True)
@@ -33,7 +34,8 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-print(json.dumps({{"after_import": after_import, "after_probe": "typing" in sys.modules, "code": code}}))
+print(json.dumps({{"after_import": after_import, "after_probe": "typing" in sys.modules, "code": code,
+                  "dataclasses": [dataclasses_after_import, "dataclasses" in sys.modules]}}))
 """
 
 
@@ -49,7 +51,25 @@ def test_cli_start_up_does_not_import_typing(tmp_path: Path) -> None:
     *probe_output, verdict = done.stdout.splitlines()
     seen = json.loads(verdict)
     assert json.loads("\n".join(probe_output))["best"] is not None  # the probe really ran
-    assert seen == {"after_import": False, "after_probe": False, "code": 0}
+    assert seen == {"after_import": False, "after_probe": False, "code": 0, "dataclasses": [False, False]}
+
+
+def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Path) -> None:
+    """``linkprobe SOURCE TARGET`` (the mode format, no timeout): the results are named
+    tuples and the timeout thread is started only with --timeout."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    code = (
+        f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from linkprobe.cli import main\n"
+        f"status = main([{str(source)!r}, {str(target)!r}])\n"
+        "print(sorted(name for name in ('dataclasses', 'inspect', 'threading', 'typing') if name in sys.modules))\n"
+        "sys.exit(status)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 def test_dir_shows_every_public_name_including_lazy_ones() -> None:

@@ -310,3 +310,34 @@ def test_require_with_an_order_and_nothing_working_names_its_modes() -> None:
     with pytest.raises(NoUsableModeError) as raised:
         make_probe(hardlink=OK).require(None, order=(LinkMode.CLONE, LinkMode.COPY))
     assert set(raised.value.reasons) == {LinkMode.CLONE, LinkMode.COPY}
+
+
+# ------------------------------------------------------------ what named tuples trade
+
+
+def test_results_are_named_tuples_not_dataclasses() -> None:
+    """docs/api.md, "Values": they unpack, compare equal to tuples, are replaced with
+    ``_replace``, cannot be assigned to, and are not dataclasses."""
+    import dataclasses
+
+    from linkprobe.mounts import Mount
+    from linkprobe.reasons import ReasonContext
+
+    verdict = Verdict(LinkMode.COPY, Status.SUPPORTED, "works")
+    mode, status, reason, code = verdict
+    assert (mode, status, reason, code) == (LinkMode.COPY, Status.SUPPORTED, "works", None)
+    assert verdict == (LinkMode.COPY, Status.SUPPORTED, "works", None)
+    assert verdict._replace(reason="other").reason == "other"
+    assert verdict._asdict()["errno"] is None
+    mount = Mount("/", "ext4", "/dev/sda1")
+    context = ReasonContext(SOURCE, TARGET)
+    for value in (verdict, SOURCE, mount, context):
+        assert isinstance(value, tuple)
+        assert not dataclasses.is_dataclass(value)
+        with pytest.raises(AttributeError):
+            value.extra = 1  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        verdict.reason = "changed"  # type: ignore[misc]
+    assert SOURCE._replace(exists=False).exists is False
+    assert context._replace(other_owner=True).other_owner is True
+    assert repr(verdict).startswith("Verdict(mode=")

@@ -67,12 +67,13 @@ def clear_cache() -> None:
     forget_mount_table()
 
 
-def _side_facts(given: str, probed: str, exists: bool, mounts: list[Mount]) -> SideFacts:
-    info = os.stat(probed)
+def _side_facts(given: str, probed: str, located: Located, mounts: list[Mount]) -> SideFacts:
+    # located.identity is the stat of the path as spelled, symlinks followed: the same
+    # inode as the resolved ``probed``, so its st_dev is probed's without another stat.
     mount = find_mount(probed, mounts)
     if mount is not None:
         mount = with_fuse_subtype(mount)
-    return _facts(given, probed, info.st_dev, mount, exists)
+    return _facts(given, probed, located.identity[0], mount, located.exists)
 
 
 def _facts(given: str, probed: str, st_dev: int | None, mount: Mount | None, exists: bool = True) -> SideFacts:
@@ -203,8 +204,8 @@ def _run(
 ) -> Probe:
     source_dir, source_file = source.directory, source.file
     target_dir = target.directory
-    progress.source_facts = _side_facts(given_source, source_file or source_dir, source.exists, mounts)
-    progress.target_facts = _side_facts(given_target, target_dir, target.exists, mounts)
+    progress.source_facts = _side_facts(given_source, source_file or source_dir, source, mounts)
+    progress.target_facts = _side_facts(given_target, target_dir, target, mounts)
     progress.beat()
     attempts = Attempts(backend, progress.beat)
     results = progress.results

@@ -61,6 +61,22 @@ class Parser(argparse.ArgumentParser):
 
     #: Added to an "unrecognized arguments" error: e.g. that a command name comes first.
     hint: str = ""
+    #: A further usage line shown below the one argparse makes (the named commands); that
+    #: one is made only when a usage is shown, not at every start.
+    more_usage: str = ""
+
+    @property
+    def usage(self) -> str | None:
+        if self._usage is None and self.more_usage:
+            formatter = self._get_formatter()
+            formatter.add_usage(None, self._actions, self._mutually_exclusive_groups)
+            made = formatter.format_help().removeprefix("usage: ").rstrip()
+            return f"{made}\n{self.more_usage}"
+        return self._usage
+
+    @usage.setter
+    def usage(self, value: str | None) -> None:
+        self._usage = value
 
     def error(self, message: str) -> NoReturn:
         hint = self.hint if message.startswith("unrecognized arguments") else ""

@@ -92,8 +92,7 @@ def _parser(command: str, *, named: bool, arguments: Sequence[str] = ()) -> tupl
     parser.add_argument("-V", "--version", action="version", version=f"linkprobe {__version__}")
     module.configure(parser)
     if not named:  # show both forms: the default command's arguments, and a named command
-        usage = parser.format_usage().removeprefix("usage: ").rstrip()
-        parser.usage = f"{usage}\n       linkprobe {{{','.join(COMMANDS)}}} ..."
+        parser.more_usage = f"       linkprobe {{{','.join(COMMANDS)}}} ..."
     return parser, module
 
 
