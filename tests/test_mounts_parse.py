@@ -17,6 +17,7 @@ from linkprobe.mounts import (
     Mount,
     find_mount,
     fuseblk_subtype,
+    mount_finder,
     mount_table,
     parse_mountinfo,
     unescape_mount_field,
@@ -347,3 +348,41 @@ def test_fuseblk_subtype_of_unreadable_or_short_device(tmp_path: Path) -> None:
 )
 def test_with_fuse_subtype_leaves_other_mounts_alone(mount: Mount) -> None:
     assert with_fuse_subtype(mount) is mount
+
+
+def reference_find_mount(path: str, mounts: list[Mount], sep: str) -> Mount | None:
+    """The rule stated plainly, one pass over every mount: the longest containing mount
+    point (a trailing separator is part of the point), the later of equal ones."""
+    fold = sep == "\\"
+    key = path.casefold() if fold else path
+    best, best_length = None, -1
+    for mount in mounts:
+        point = mount.mount_point.casefold() if fold else mount.mount_point
+        stem = point.removesuffix(sep)
+        contains = key in (point, stem) or key.startswith(point if point.endswith(sep) else point + sep)
+        if contains and len(point) >= best_length:
+            best, best_length = mount, len(point)
+    return best
+
+
+_PARTS = st.sampled_from(["a", "b", "ab", "A", "\u00df", "ss", ""])
+
+
+@given(
+    st.sampled_from(["/", "\\"]),
+    st.lists(st.tuples(st.lists(_PARTS, max_size=3), st.booleans(), st.booleans()), max_size=6),
+    st.lists(_PARTS.filter(bool), max_size=4),
+    st.booleans(),
+)
+def test_mount_finder_agrees_with_one_pass_over_every_mount(
+    sep: str, points: list[tuple[list[str], bool, bool]], path_parts: list[str], drive: bool
+) -> None:
+    prefix = "C:" if sep == "\\" and drive else ""
+    mounts = [
+        Mount(f"{prefix if on_drive else ''}{sep}{sep.join(parts)}{sep if trailing else ''}", f"fs{index}", "dev")
+        for index, (parts, trailing, on_drive) in enumerate(points)
+    ]
+    path = prefix + sep + sep.join(path_parts)
+    expected = reference_find_mount(path, mounts, sep)
+    assert find_mount(path, mounts, sep=sep) is expected
+    assert mount_finder(mounts, sep=sep)(path) is expected

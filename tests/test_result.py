@@ -324,20 +324,21 @@ def test_results_are_named_tuples_not_dataclasses() -> None:
     from linkprobe.reasons import ReasonContext
 
     verdict = Verdict(LinkMode.COPY, Status.SUPPORTED, "works")
-    mode, status, reason, code = verdict
-    assert (mode, status, reason, code) == (LinkMode.COPY, Status.SUPPORTED, "works", None)
-    assert verdict == (LinkMode.COPY, Status.SUPPORTED, "works", None)
     assert verdict._replace(reason="other").reason == "other"
     assert verdict._asdict()["errno"] is None
-    mount = Mount("/", "ext4", "/dev/sda1")
+    assert repr(verdict).startswith("Verdict(mode=")
+    mode, status, reason, code = verdict
+    assert (mode, status, reason, code) == (LinkMode.COPY, Status.SUPPORTED, "works", None)
+    plain: tuple[object, ...] = (LinkMode.COPY, Status.SUPPORTED, "works", None)
+    assert verdict == plain
+    assert SOURCE._replace(exists=False).exists is False
     context = ReasonContext(SOURCE, TARGET)
-    for value in (verdict, SOURCE, mount, context):
+    assert context._replace(other_owner=True).other_owner is True
+    values: list[object] = [verdict, SOURCE, Mount("/", "ext4", "/dev/sda1"), context]
+    for value in values:
         assert isinstance(value, tuple)
         assert not dataclasses.is_dataclass(value)
         with pytest.raises(AttributeError):
-            value.extra = 1  # type: ignore[attr-defined]
-    with pytest.raises(AttributeError):
-        verdict.reason = "changed"  # type: ignore[misc]
-    assert SOURCE._replace(exists=False).exists is False
-    assert context._replace(other_owner=True).other_owner is True
-    assert repr(verdict).startswith("Verdict(mode=")
+            setattr(value, "extra", 1)  # noqa: B010  (the attribute is not declared)
+        with pytest.raises(AttributeError):
+            setattr(value, type(value)._fields[0], None)  # type: ignore[attr-defined]

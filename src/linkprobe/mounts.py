@@ -26,6 +26,7 @@ __all__ = [
     "find_mount",
     "forget_mount_table",
     "fuseblk_subtype",
+    "mount_finder",
     "mount_generation",
     "mount_table",
     "parse_mountinfo",
@@ -104,35 +105,46 @@ def parse_mountinfo(text: str) -> list[Mount]:
     return mounts
 
 
-def _under(path: str, mount_point: str, sep: str) -> bool:
-    # Windows volume mount folders are listed with a trailing separator; the folder
-    # itself is on that mount too.
-    if path in (mount_point, mount_point.removesuffix(sep)):
-        return True
-    prefix = mount_point if mount_point.endswith(sep) else mount_point + sep
-    return path.startswith(prefix)
-
-
 def find_mount(path: str, mounts: Sequence[Mount], *, sep: str = os.sep) -> Mount | None:
     """The mount a resolved ``path`` lives on: the longest mount point that contains it.
 
     Of equal mount points the last wins: a later mount hides an earlier one at the same
     place (overmounting). Windows mount points are compared without case.
     """
+    return mount_finder(mounts, sep=sep)(path)
+
+
+def mount_finder(mounts: Sequence[Mount], *, sep: str = os.sep) -> Callable[[str], Mount | None]:
+    """:func:`find_mount` over one table for many paths: the table is read once into a
+    dict, and each path costs a lookup per path component instead of a pass over
+    every mount (a container has a hundred or more)."""
     fold = sep == "\\"
-    key = path.casefold() if fold else path
-    best: Mount | None = None
-    best_length = -1
-    for mount in mounts:
+    # A mount point contains a path when the path is the point without its trailing
+    # separator (Windows lists volume folders with one), or starts with that plus a
+    # separator: so the candidates are the path itself and each of its prefixes that
+    # ends before a separator. Per candidate, the longest spelling wins, and of equal
+    # lengths the later mount (lengths of the same spelling: casefold() can lengthen
+    # a name, "ß" -> "ss").
+    best: dict[str, tuple[int, int, Mount]] = {}
+    for position, mount in enumerate(mounts):
         point = mount.mount_point.casefold() if fold else mount.mount_point
-        # Every mount point that contains the path is a prefix of it: that one C-level
-        # test turns away nearly all of a container's hundred-odd mounts cheaply.
-        if not key.startswith(point.removesuffix(sep)):
-            continue
-        # Lengths of the same spelling: casefold() can lengthen a name ("ß" -> "ss").
-        if _under(key, point, sep) and len(point) >= best_length:
-            best, best_length = mount, len(point)
-    return best
+        candidate = point.removesuffix(sep)
+        held = best.get(candidate)
+        if held is None or len(point) >= held[0]:
+            best[candidate] = (len(point), position, mount)
+
+    def find(path: str) -> Mount | None:
+        key = path.casefold() if fold else path
+        found = best.get(key)
+        end = key.find(sep)
+        while end >= 0:
+            held = best.get(key[:end])
+            if held is not None and (found is None or held[:2] > found[:2]):
+                found = held
+            end = key.find(sep, end + 1)
+        return found[2] if found is not None else None
+
+    return find
 
 
 #: Boot-sector OEM names (offset 3, 8 bytes) of filesystems usually served by FUSE as

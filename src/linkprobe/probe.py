@@ -15,7 +15,15 @@ from linkprobe._timeout import Progress, run_in_thread
 from linkprobe.api import LinkBackend, SourceHints
 from linkprobe.backends import default_backend
 from linkprobe.modes import LinkMode, requested_choice, requested_mode
-from linkprobe.mounts import Mount, find_mount, forget_mount_table, mount_generation, mount_table, with_fuse_subtype
+from linkprobe.mounts import (
+    Mount,
+    find_mount,
+    forget_mount_table,
+    mount_finder,
+    mount_generation,
+    mount_table,
+    with_fuse_subtype,
+)
 from linkprobe.reasons import (
     ReasonContext,
     errno_of,
@@ -67,10 +75,10 @@ def clear_cache() -> None:
     forget_mount_table()
 
 
-def _side_facts(given: str, probed: str, located: Located, mounts: list[Mount]) -> SideFacts:
+def _side_facts(given: str, probed: str, located: Located, find: Callable[[str], Mount | None]) -> SideFacts:
     # located.identity is the stat of the path as spelled, symlinks followed: the same
     # inode as the resolved ``probed``, so its st_dev is probed's without another stat.
-    mount = find_mount(probed, mounts)
+    mount = find(probed)
     if mount is not None:
         mount = with_fuse_subtype(mount)
     return _facts(given, probed, located.identity[0], mount, located.exists)
@@ -204,8 +212,9 @@ def _run(
 ) -> Probe:
     source_dir, source_file = source.directory, source.file
     target_dir = target.directory
-    progress.source_facts = _side_facts(given_source, source_file or source_dir, source, mounts)
-    progress.target_facts = _side_facts(given_target, target_dir, target, mounts)
+    find = mount_finder(mounts)
+    progress.source_facts = _side_facts(given_source, source_file or source_dir, source, find)
+    progress.target_facts = _side_facts(given_target, target_dir, target, find)
     progress.beat()
     attempts = Attempts(backend, progress.beat)
     results = progress.results
