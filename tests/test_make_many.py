@@ -234,3 +234,21 @@ def test_an_error_at_close_is_a_failure_and_removes_the_file(
     assert isinstance(error, OSError)
     assert error.errno == errno.EDQUOT
     assert sorted(os.listdir(target)) == ["a.py"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_a_fifo_as_source_fails_or_finishes_never_hangs(tmp_path: Path) -> None:
+    """open(2) of a FIFO for reading waits for a writer; the backend opens with O_NONBLOCK."""
+    fifo = tmp_path / "swapped"
+    os.mkfifo(fifo)
+    backend = LinuxBackend() if sys.platform.startswith("linux") else GenericBackend()
+    with pytest.raises(OSError, match="not a regular file"):
+        backend.copy(str(fifo), str(tmp_path / "copy"))
+    assert not (tmp_path / "copy").exists()
+    # With hints the caller saw a regular file: the swapped name fails (copy_file_range:
+    # ESPIPE) and leaves no file, instead of blocking in open().
+    with pytest.raises(OSError, match=r"Illegal seek|Invalid argument") as raised:
+        backend.copy(str(fifo), str(tmp_path / "hinted"), SourceHints(0o644, 0, None))
+    assert raised.value.errno in (errno.ESPIPE, errno.EINVAL)
+    assert not (tmp_path / "hinted").exists()

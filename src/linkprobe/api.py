@@ -7,6 +7,7 @@ Every backend module imports on every OS; only calling it needs the real platfor
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from abc import ABC, abstractmethod
@@ -49,7 +50,10 @@ _O_BINARY: Final[int] = getattr(os, "O_BINARY", 0)  # Windows: no newline transl
 # of a name we check.
 _O_NOFOLLOW: Final[int] = getattr(os, "O_NOFOLLOW", 0)
 CREATE_FLAGS: Final[int] = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY | _O_NOFOLLOW
-READ_FLAGS: Final[int] = os.O_RDONLY | _O_CLOEXEC | _O_BINARY
+#: O_NONBLOCK: opening a FIFO for reading blocks until a writer appears (fifo(7)); a name
+#: swapped for one after the caller looked must fail or finish, never hang. It changes
+#: nothing for regular files (open(2)).
+READ_FLAGS: Final[int] = os.O_RDONLY | _O_CLOEXEC | _O_BINARY | getattr(os, "O_NONBLOCK", 0)
 #: Permission bits a clone or copy keeps. setuid/setgid are dropped on purpose: a
 #: package cache has no business handing out privileges through an install.
 KEPT_MODE_BITS: Final[int] = 0o777
@@ -178,6 +182,8 @@ class LinkBackend(ABC):
         try:
             if hints is None:
                 info = os.fstat(source_fd)
+                if not stat.S_ISREG(info.st_mode):  # a FIFO, device or directory: no data to copy
+                    raise OSError(errno.EINVAL, "not a regular file", source)
                 hints = SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size)
             target_fd = self.create_like(hints.mode, target, hints.umask, dir_fd=target_dir_fd)
             try:
