@@ -1,6 +1,6 @@
 """Where threads pay for ``Linker.link_tree`` copies: one worker against two, by file size.
 
-    python benchmarks/bench_workers.py [--dir DIR] [--total-mib 128] [--rounds 3]
+    python benchmarks/bench_workers.py [--dir DIR] [--total-mib 128] [--rounds 3] [--sizes KIB ...]
 
 For each file size, a tree of that many MiB in files of that size is copied with
 ``workers=1``, ``workers=2`` and ``workers=None`` (decide), beside ``cp -r --reflink=never``
@@ -53,13 +53,14 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     parser.add_argument("--total-mib", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES_KIB, help="file sizes in KiB")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="linkprobe-bench-", dir=args.dir))
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.platform()} Python {platform.python_version()}")
     print(f"# cpus={os.cpu_count()} total={args.total_mib} MiB per size, rounds={args.rounds}, dir={base}")
     print("# file size | cp -r --reflink=never | workers=1 | workers=2 | workers=None | 2 / 1")
     try:
-        for size_kib in SIZES_KIB:
+        for size_kib in args.sizes:
             source, target = base / f"src{size_kib}", base / "dst"
             make_tree(source, size_kib << 10, args.total_mib << 20)
 

@@ -41,15 +41,17 @@ BATCH_BYTES: Final[int] = 8 << 20
 class Batch:
     """Up to BATCH_FILES entries (files and symlinks) of one source directory, and where they go."""
 
-    __slots__ = ("bytes", "entries", "pair", "source_dir", "target_dir")
+    __slots__ = ("bytes", "entries", "pair", "sized", "source_dir", "target_dir")
 
     def __init__(self, pair: Pair, source_dir: str, target_dir: str) -> None:
         self.pair = pair
         self.source_dir = source_dir
         self.target_dir = target_dir
         self.entries: list[os.DirEntry[str]] = []
-        #: Bytes of the regular files among ``entries``, when the walk measured them.
+        #: Bytes of the regular files among ``entries``, and how many files they are, when
+        #: the walk measured them.
         self.bytes = 0
+        self.sized = 0
 
 
 class Walk:
@@ -126,6 +128,7 @@ class Walk:
                     batch.entries.append(entry)
                     if sizes and pair.mode is LinkMode.COPY and entry.is_file(follow_symlinks=False):
                         batch.bytes += entry.stat(follow_symlinks=False).st_size
+                        batch.sized += 1
                     if len(batch.entries) >= BATCH_FILES or batch.bytes >= BATCH_BYTES:
                         yield batch
                         batch = Batch(pair, source_dir, target_dir)

@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Fallback", "LinkStats", "Linker"]
 
-#: With ``workers=None``, a batch of real copies goes to a thread once its files hold this
-#: many bytes: below it the hand-off and the GIL cost more than the overlap gains
+#: With ``workers=None``, a batch of real copies goes to a thread when its files average
+#: this many bytes: below it the hand-off and the GIL cost more than the overlap gains
 #: (docs/api.md, "workers", for the figures measured here).
-_THREAD_BYTES: Final[int] = 4 << 20
+_THREAD_FILE_BYTES: Final[int] = 4 << 20
 #: With ``workers=None``: at most this many threads, and none on a single CPU.
 _DECIDED_WORKERS: Final[int] = 4
 #: What a hard link is given for hints: link(2) reads no mode bits and no size. Files are
@@ -64,8 +64,8 @@ class Linker:
     :param prefer: the order auto mode tries; modes not listed are never used.
     :param replace: replace existing destination files atomically instead of failing.
     :param workers: threads for :meth:`link_tree` (1 or more). Default None: decide, which
-        uses threads only for real copies of batches of at least 4 MiB (large files), where
-        they pay; hardlinks, clones and small copies stay on the calling thread, where
+        uses threads only for real copies of files of 4 MiB or more on average, where they
+        pay; hardlinks, clones and small copies stay on the calling thread, where
         threads were slower here (directory locks, the GIL).
     """
 
@@ -118,7 +118,7 @@ class Linker:
         """Whether ``batch`` goes to a worker thread (else the calling thread makes it)."""
         if self._workers is not None:
             return self._workers > 1
-        return decided > 1 and batch.bytes >= _THREAD_BYTES
+        return decided > 1 and batch.sized > 0 and batch.bytes >= _THREAD_FILE_BYTES * batch.sized
 
     # -- doing -------------------------------------------------------------------------
 
@@ -281,7 +281,10 @@ class Linker:
         pool: ThreadPoolExecutor | None = None
         futures: list[Future[None]] = []
         try:
-            for batch in walk.batches(self._pairs, pair, tally, run, sizes=decided > 1):
+            # Sizes end batches early where threads may be used, so that large files spread
+            # over the workers instead of queueing in one batch of a directory.
+            sizes = decided > 1 or (self._workers or 1) > 1
+            for batch in walk.batches(self._pairs, pair, tally, run, sizes=sizes):
                 if run.stop.is_set():
                     break
                 if self._threads_for(batch, decided):
@@ -343,10 +346,17 @@ class Linker:
         return run.umask
 
     def _regular_files(self, batch: Batch, tally: Tally, run: Run) -> list[os.DirEntry[str]]:
-        """Re-create the batch's symlinks; return its regular files (counting their bytes).
-        Anything else (a FIFO, a device, a socket) is an error naming it."""
+        """Re-create the batch's symlinks; return its regular files. Anything else (a FIFO,
+        a device, a socket) is an error naming it.
+
+        The bytes of files that are cloned or copied are counted (their lstat is needed for
+        the hints anyway); hard links are not: counting them would take an lstat per file
+        that link(2) does not need, 2.2 us of the 6-8 us a hard link costs here
+        (docs/benchmarks.md), and they add no data of their own.
+        """
         pair, target_dir = batch.pair, batch.target_dir
         regular: list[os.DirEntry[str]] = []
+        counting = pair.mode is not LinkMode.HARDLINK
         for entry in batch.entries:
             if entry.is_symlink():
                 self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
@@ -360,7 +370,8 @@ class Linker:
                     target_path = os.path.join(target_dir, entry.name)
                     raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
             regular.append(entry)
-            tally.bytes += entry.stat(follow_symlinks=False).st_size
+            if counting:
+                tally.bytes += entry.stat(follow_symlinks=False).st_size
         return regular
 
     def _run_batch(self, batch: Batch, run: Run) -> None:
@@ -388,6 +399,7 @@ class Linker:
                 mode = pair.mode
                 if not hinted and mode is not LinkMode.HARDLINK:  # stepped down from hardlink
                     files[start:] = self._hinted(regular[start:], self._batch_umask(run, target_dir))
+                    tally.bytes += sum(hints.size for _, hints in files[start:])
                     hinted = True
                 try:
                     done, error = self._backend.make_many(mode, source_dir, target_dir, files, start)
@@ -407,7 +419,10 @@ class Linker:
                 if not hinted:  # the rules may copy this one file: give it its real hints
                     hints = self._hinted([regular[done]], None)[0][1]
                 source_path, target_path = os.path.join(source_dir, name), os.path.join(target_dir, name)
-                tally.by_mode[self._recover(pair, mode, error, source_path, target_path, hints, run)] += 1
+                made = self._recover(pair, mode, error, source_path, target_path, hints, run)
+                tally.by_mode[made] += 1
+                if not hinted and made is not LinkMode.HARDLINK:
+                    tally.bytes += hints.size
                 start = done + 1
         except BaseException:
             stop.set()
@@ -440,7 +455,8 @@ class Linker:
             self._pairs.warn_symlinks_once(pair, reason, source_path, run)
             mode = self._place(pair, source_path, target_path, None, run)
             tally.by_mode[mode] += 1
-            tally.bytes += os.stat(source_path).st_size
+            if mode is not LinkMode.HARDLINK:
+                tally.bytes += os.stat(source_path).st_size
             return
         run.files.append((None, source_path, target_path))
         tally.symlinks += 1
