@@ -12,6 +12,7 @@ Not a test: nothing here asserts; it prints.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shutil
@@ -35,6 +36,10 @@ def make_tree(root: Path, size: int, total: int) -> None:
         if index % 100 == 0:
             directory.mkdir()
         (directory / f"f{index}.bin").write_bytes(block)
+
+
+def cp_copy(source: Path, target: Path) -> None:
+    subprocess.run(["cp", "-r", "--reflink=never", str(source), str(target)], check=True)
 
 
 def best_of(rounds: int, runs: dict[str, Callable[[], object]], clear: Callable[[], None]) -> dict[str, float]:
@@ -74,9 +79,7 @@ def main() -> None:
             timings = best_of(
                 args.rounds,
                 {
-                    "cp": lambda source=source, target=target: subprocess.run(
-                        ["cp", "-r", "--reflink=never", str(source), str(target)], check=True
-                    ),
+                    "cp": functools.partial(cp_copy, source, target),
                     "1": lambda: copy(1),
                     "2": lambda: copy(2),
                     "None": lambda: copy(None),
