@@ -158,3 +158,33 @@ def test_hard_links_make_no_lstat_per_file(tmp_path: Path) -> None:
     # The probe stats one existing file of the cache; the tree walk none of the 500.
     assert len(per_file_stats) <= 3, per_file_stats[:5]
     assert len(os.listdir(tmp_path / "out")) == 500
+
+
+def test_the_linker_imports_logging_and_threads_only_when_used(tmp_path: Path) -> None:
+    """logging comes with the first warning record, concurrent.futures with the first pool."""
+    code = (
+        "import sys, linkprobe.linker\n"
+        "print('logging' in sys.modules, 'concurrent.futures' in sys.modules)\n"
+        "linkprobe.linker.Linker('copy', env=None).link_tree(sys.argv[1], sys.argv[2])\n"
+        "print('logging' in sys.modules, 'concurrent.futures' in sys.modules)\n"
+    )
+    source = make_files(tmp_path / "files", 3, 100)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(source), str(tmp_path / "out")], check=True, capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["False", "False", "False", "False"]
+
+
+def test_link_stats_and_fallback_are_immutable_named_tuples() -> None:
+    from linkprobe import Fallback, LinkStats
+
+    stats = LinkStats(hardlinked=2, copied=1, bytes=10)
+    assert stats == LinkStats(hardlinked=2, copied=1, bytes=10)
+    assert (stats.files, stats.count(LinkMode.COPY), stats.symlinks) == (3, 1, 0)
+    assert stats == (0, 2, 0, 1, 0, 0, 10)  # the trade: also a tuple
+    assert stats._replace(bytes=0).bytes == 0
+    with pytest.raises(AttributeError):
+        stats.bytes = 1  # type: ignore[misc]
+    fallback = Fallback("/", "/mnt", LinkMode.CLONE, LinkMode.COPY, 18, "cross-device")
+    assert fallback._asdict()["to_mode"] is LinkMode.COPY
+    assert hash(fallback) == hash(Fallback("/", "/mnt", LinkMode.CLONE, LinkMode.COPY, 18, "cross-device"))
