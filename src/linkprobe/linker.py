@@ -345,34 +345,46 @@ class Linker:
             return None  # the ACL, not the umask, cuts the bits there
         return run.umask
 
-    def _regular_files(self, batch: Batch, tally: Tally, run: Run) -> list[os.DirEntry[str]]:
-        """Re-create the batch's symlinks; return its regular files. Anything else (a FIFO,
-        a device, a socket) is an error naming it.
+    def _regular_files(
+        self, batch: Batch, tally: Tally, run: Run
+    ) -> tuple[list[os.DirEntry[str]], list[tuple[str, SourceHints]], bool]:
+        """Re-create the batch's symlinks; return its regular files, their (name, hints),
+        and whether the hints are real. Anything else (a FIFO, a device, a socket) is an
+        error naming it.
 
-        The bytes of files that are cloned or copied are counted (their lstat is needed for
-        the hints anyway); hard links are not: counting them would take an lstat per file
-        that link(2) does not need, 2.2 us of the 6-8 us a hard link costs here
+        Hard links need neither the permission bits nor the size: a file that ``readdir``'s
+        d_type says is regular is linked without an lstat (``os.DirEntry`` makes one only
+        where the filesystem reports DT_UNKNOWN), with hints link(2) never reads. The files
+        get real hints before any other mode makes them. Their bytes are not counted either:
+        that would take the lstat back, 2.2 us of the 6-8 us a hard link costs here
         (docs/benchmarks.md), and they add no data of their own.
         """
         pair, target_dir = batch.pair, batch.target_dir
+        linking = pair.mode is LinkMode.HARDLINK
+        umask = None if linking else self._batch_umask(run, target_dir)
         regular: list[os.DirEntry[str]] = []
-        counting = pair.mode is not LinkMode.HARDLINK
+        files: list[tuple[str, SourceHints]] = []
         for entry in batch.entries:
             if entry.is_symlink():
                 self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
                 continue
-            # d_type from readdir says "regular file" without a system call (os.DirEntry
-            # makes the lstat only where the filesystem reports DT_UNKNOWN).
-            if not entry.is_file(follow_symlinks=False):
+            if not (linking and entry.is_file(follow_symlinks=False)):
                 info = entry.stat(follow_symlinks=False)
-                problem = None if stat.S_ISREG(info.st_mode) else source_problem(info.st_mode, tree=False)
-                if problem is not None:
-                    target_path = os.path.join(target_dir, entry.name)
-                    raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
+                if not stat.S_ISREG(info.st_mode):
+                    problem = source_problem(info.st_mode, tree=False)
+                    if problem is not None:
+                        target_path = os.path.join(target_dir, entry.name)
+                        raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
+                if not linking:
+                    regular.append(entry)
+                    files.append(
+                        (entry.name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, umask))
+                    )
+                    tally.bytes += info.st_size
+                    continue
             regular.append(entry)
-            if counting:
-                tally.bytes += entry.stat(follow_symlinks=False).st_size
-        return regular
+            files.append((entry.name, _LINK_ONLY))
+        return regular, files, not linking
 
     def _run_batch(self, batch: Batch, run: Run) -> None:
         """Materialise the regular files and symlinks of one batch (one directory).
@@ -380,20 +392,14 @@ class Linker:
         link_tree's hot path: the regular files go to the backend in one ``make_many``
         call, which on Linux works relative to directory descriptors. A failed file comes
         back with its error and goes through the same rules as :meth:`link`
-        (``_recover``); then the rest continue. Hard links need neither the permission
-        bits nor the size, so the hints (and the default-ACL check behind the umask) are
-        built only once another mode is to make the files.
+        (``_recover``); then the rest continue.
         """
         tally = run.tally()
         stop = run.stop
         pair, source_dir, target_dir = batch.pair, batch.source_dir, batch.target_dir
         try:
-            regular = self._regular_files(batch, tally, run)
-            hinted = pair.mode is not LinkMode.HARDLINK
-            if hinted:
-                files = self._hinted(regular, self._batch_umask(run, target_dir))
-            else:
-                files = [(entry.name, _LINK_ONLY) for entry in regular]
+            # One read of pair.mode decides the hints: another worker may step it down.
+            regular, files, hinted = self._regular_files(batch, tally, run)
             start = 0
             while start < len(files) and not stop.is_set():
                 mode = pair.mode
