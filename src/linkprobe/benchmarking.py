@@ -47,7 +47,6 @@ from linkprobe.mounts import find_mount, mount_table
 from linkprobe.probe import SCRATCH_PREFIX, probe
 from linkprobe.result import Probe, SideFacts, Status, Verdict
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start (issue 2).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Final

@@ -30,7 +30,6 @@ from linkprobe.presets import (
     uv_environment,
 )
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final

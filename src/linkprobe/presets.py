@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from linkprobe.errors import InvalidModeError, LinkprobeError
 from linkprobe.modes import AUTO_ORDER, LinkMode
 
-# typing is imported for type checkers only: it costs ~7 ms at every CLI start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
