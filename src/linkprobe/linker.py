@@ -29,7 +29,6 @@ from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode
 from linkprobe.probe import SCRATCH_PREFIX, requested_choice
 from linkprobe.reasons import FailureAction, errno_of, error_class, on_failure, on_symlink_failure, source_problem
 
-# typing is imported for type checkers only: importing it costs ~7 ms at every CLI start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
