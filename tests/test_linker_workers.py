@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from _marks import NEEDS_LINUX_SYSCALLS
 
-from linkprobe import Linker, LinkMode
+from linkprobe import Linker, LinkFailedError, LinkMode
 from linkprobe.api import ManyResult, SourceHints
 from linkprobe.linux import LinuxBackend
 
@@ -188,3 +188,17 @@ def test_link_stats_and_fallback_are_immutable_named_tuples() -> None:
     fallback = Fallback("/", "/mnt", LinkMode.CLONE, LinkMode.COPY, 18, "cross-device")
     assert fallback._asdict()["to_mode"] is LinkMode.COPY
     assert hash(fallback) == hash(Fallback("/", "/mnt", LinkMode.CLONE, LinkMode.COPY, 18, "cross-device"))
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy"])
+def test_a_fifo_in_the_tree_is_an_error_naming_it_and_nothing_is_left(tmp_path: Path, mode: str) -> None:
+    """d_type says "not a regular file": the lstat then tells what it is. Linking a FIFO
+    would be wrong and copying it would block, so the call fails and removes what it made."""
+    source = make_files(tmp_path / "cache", 3, 100)
+    os.mkfifo(source / "pipe")
+    target = tmp_path / "out"
+    with pytest.raises(LinkFailedError) as raised:
+        Linker(mode, env=None).link_tree(source, target)
+    assert raised.value.filename == str(source / "pipe")
+    assert raised.value.not_removed == ()
+    assert not target.exists()
