@@ -3,7 +3,7 @@ docs/benchmarks.md.
 
     python benchmarks/bench_filesystems.py [--files 2000] [--rounds 3]   # as root
 
-Builds scratch filesystems with tests/_mounts.py (loop-mounted ext4, btrfs with two
+Builds scratch filesystems with tests/_fs_build.py (loop-mounted ext4, btrfs with two
 subvolumes, XFS with and without reflink, a tmpfs, a bind mount) plus the machine's own
 ``/var/tmp`` and ``/dev/shm``, runs ``python -m linkprobe bench --format json`` on each pair,
 and prints one markdown row per mode and pair, then each pair's advice line. Everything is
@@ -25,7 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _mounts import ScratchMounts, make_base_dir
+from _fs_base import make_base_dir
+from _fs_build import ScratchMounts
 
 from linkprobe._bench_rules import DEFAULT_FILES, DEFAULT_ROUNDS, format_bytes, format_count
 

@@ -3,7 +3,7 @@
 
     python benchmarks/bench_vs_cp.py [--files 2000] [--rounds 5] [--dir DIR | --scratch KIND]
 
-``--scratch ext4|btrfs|xfs|tmpfs`` (as root) builds that filesystem with tests/_mounts.py, on a
+``--scratch ext4|btrfs|xfs|tmpfs`` (as root) builds that filesystem with tests/_fs_build.py, on a
 loop device, and tears it down afterwards: a filesystem of its own, away from the other writers of
 a shared machine's disk.
 
@@ -61,7 +61,8 @@ def main() -> None:
             shutil.rmtree(base)
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from _mounts import ScratchMounts, make_base_dir
+    from _fs_base import make_base_dir
+    from _fs_build import ScratchMounts
 
     with ScratchMounts(make_base_dir()) as mounts:
         build = {

@@ -4,7 +4,7 @@
 
 KIT_DIR is made once (network) by ``--prepare``: pnpm 12.21.0 (tests/_clients.py's pin) and a
 store primed with lodash, typescript, rxjs and date-fns (~7,000 files). Then, on scratch btrfs
-and XFS (reflink=1) filesystems built with tests/_mounts.py (root needed), the store and the
+and XFS (reflink=1) filesystems built with tests/_fs_build.py (root needed), the store and the
 project share one filesystem, and ``pnpm install --offline --frozen-lockfile`` runs with
 ``package-import-method`` clone and hardlink in turn (A B A B ...), node_modules removed between
 runs. Prints the minimum wall time of each and the ratio clone / hardlink. Not a test: it prints.
@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _clients import PNPM_VERSION, client_env, pnpm_bin
-from _mounts import ScratchMounts, make_base_dir
+from _fs_base import make_base_dir
+from _fs_build import ScratchMounts
 
 DEPENDENCIES = {"lodash": "4.17.21", "typescript": "5.9.3", "rxjs": "7.8.2", "date-fns": "4.1.0"}
 

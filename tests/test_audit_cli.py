@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, run_as_nobody
+from _fs_build import ScratchMounts
+from _fs_nobody import run_as_nobody
 
 
 def linkprobe(*argv: str | Path | bytes) -> subprocess.CompletedProcess[str]:

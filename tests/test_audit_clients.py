@@ -26,7 +26,7 @@ from _clients import (
     uv_env,
     uv_pairs,
 )
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 from test_clients_pnpm import pnpm_install
 
 from linkprobe import LinkMode, audit

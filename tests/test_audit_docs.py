@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 from test_docs_examples import make_audit_cache
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

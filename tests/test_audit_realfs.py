@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 
 from linkprobe import LinkMode, audit
 from linkprobe.auditing import Audit

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, find_litter
+from _fs_build import ScratchMounts
+from _litter import find_litter
 from _stderr import error_line
 
 from linkprobe.cli import main

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, run_as_nobody
+from _fs_build import ScratchMounts
+from _fs_nobody import run_as_nobody
 
 from linkprobe import LinkMode, SampleError, bench
 from linkprobe._bench_rules import synthetic_shape

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 from test_scenarios import SCENARIOS
 
 from linkprobe import LinkMode, probe

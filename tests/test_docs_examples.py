@@ -58,7 +58,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, find_litter, find_mount, fuse_daemon_pid, run, run_as_nobody
+from _commands import run
+from _fs_build import ScratchMounts, fuse_daemon_pid
+from _fs_nobody import run_as_nobody
+from _litter import find_litter
+from _mountinfo import find_mount
 
 import linkprobe
 

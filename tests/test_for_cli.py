@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 from _tidy import empty
 
 

@@ -31,7 +31,7 @@ from _clients import (
     uv_env,
     uv_pairs,
 )
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 from _tidy import empty
 from test_ci_recipes import github_steps, recipe, yaml_values
 

@@ -35,7 +35,7 @@ from _clients import (
     uv_env,
     uv_pairs,
 )
-from _mounts import ScratchMounts
+from _fs_build import ScratchMounts
 from _tidy import empty
 
 pytestmark = pytest.mark.realfs

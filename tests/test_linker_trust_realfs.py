@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, run
+from _commands import run
+from _fs_build import ScratchMounts
 
 from linkprobe import Linker, LinkFailedError, LinkMode, LinkprobeError, UnsupportedModeError
 

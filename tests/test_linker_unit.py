@@ -93,7 +93,7 @@ def test_auto_falls_back_once_and_sticks(tmp_path: Path, caplog: pytest.LogCaptu
     backend.fail_hardlink = errno.EXDEV
     # The probe sees hardlinks working; every later link() fails EXDEV, as if the tree
     # had moved behind a bind mount.
-    linker._pair_for(str(source), str(tmp_path / "venv"))
+    linker._pairs.pair_for(str(source), str(tmp_path / "venv"))
     backend.armed = True
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, "linkprobe"):
         warnings.simplefilter("always")
@@ -106,6 +106,10 @@ def test_auto_falls_back_once_and_sticks(tmp_path: Path, caplog: pytest.LogCaptu
     assert backend.failures["hardlink"] == 1  # sticky: not one failure per file
     assert stats.copied == 301
     assert stats.hardlinked == 0
+    # Stepped down from hardlink inside a batch: the copies still count their bytes.
+    assert stats.bytes == sum(
+        path.stat().st_size for path in source.rglob("*") if path.is_file() and not path.is_symlink()
+    )
     assert stats.symlinks == 1
     assert linker.mode is LinkMode.COPY
     assert [(f.from_mode, f.to_mode, f.errno) for f in linker.fallbacks] == [
@@ -118,7 +122,7 @@ def test_explicit_never_falls_back(tmp_path: Path) -> None:
     source = make_tree(tmp_path)
     backend = ScriptedBackend()
     linker = Linker("hardlink", env=None, backend=backend)
-    linker._pair_for(str(source), str(tmp_path / "venv"))
+    linker._pairs.pair_for(str(source), str(tmp_path / "venv"))
     backend.fail_hardlink = errno.EXDEV
     backend.armed = True
     backend.calls["copy"] = 0  # the probe's own copy attempt does not count
@@ -191,7 +195,7 @@ def test_symlink_failure_in_auto_materialises_file_once_warned(tmp_path: Path) -
     source = make_tree(tmp_path)
     backend = ScriptedBackend()
     linker = Linker(env=None, prefer=("copy",), backend=backend)
-    linker._pair_for(str(source), str(tmp_path / "venv"))
+    linker._pairs.pair_for(str(source), str(tmp_path / "venv"))
     backend.fail_symlink = errno.ENOSYS  # exFAT's FUSE driver
     backend.armed = True
     with warnings.catch_warnings(record=True) as caught:
@@ -210,7 +214,7 @@ def test_symlink_failure_in_explicit_mode_raises(tmp_path: Path) -> None:
     source = make_tree(tmp_path)
     backend = ScriptedBackend()
     linker = Linker("copy", env=None, backend=backend)
-    linker._pair_for(str(source), str(tmp_path / "venv"))
+    linker._pairs.pair_for(str(source), str(tmp_path / "venv"))
     backend.fail_symlink = errno.ENOSYS
     backend.armed = True
     with pytest.raises(LinkFailedError, match="symbolic links"):

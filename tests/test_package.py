@@ -93,14 +93,3 @@ def test_every_name_in_all_resolves() -> None:
 def test_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         _ = linkprobe.nonexistent
-
-
-def test_mounts_facade_reexports_the_job_modules() -> None:
-    """tests/_mounts.py only re-exports; each name is the job module's own object."""
-    import _mounts
-
-    for name in _mounts.__all__:
-        value = getattr(_mounts, name)
-        home = getattr(value, "__module__", None)
-        if isinstance(home, str) and home != "_mounts":
-            assert getattr(importlib.import_module(home), name) is value

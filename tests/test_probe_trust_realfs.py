@@ -1,7 +1,7 @@
 """The probe on real filesystems: its verdicts hold for the source's own files, a cached
 answer follows mounts, and a timeout leaves nothing behind on a filesystem that answers.
 
-Needs root (mounts, ``nobody`` through setpriv) and the scratch filesystems of _mounts.py.
+Needs root (mounts, ``nobody`` through setpriv) and the scratch filesystems of tests/_fs_build.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _mounts import ScratchMounts, find_litter, run, run_as_nobody
+from _commands import run
+from _fs_build import ScratchMounts
+from _fs_nobody import run_as_nobody
+from _litter import find_litter
 
 import linkprobe
 from linkprobe import LinkMode, probe

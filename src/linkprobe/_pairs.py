@@ -1,0 +1,191 @@
+"""The per-mount-pair decisions of a :class:`~linkprobe.Linker`: which mode each (source
+mount, target mount) pair uses, probed once, and the one step down auto mode may take.
+
+Keyed by both mounts and both ``st_dev`` (btrfs subvolumes share a mount but not a device,
+and link() fails between them). The rules themselves are pure functions of
+:mod:`linkprobe.reasons`; this module keeps their state per pair.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+from linkprobe._link_results import Fallback
+from linkprobe.errors import LinkFailedError, NoUsableModeError
+from linkprobe.modes import LinkMode
+from linkprobe.mounts import Mount, find_mount, mount_table
+from linkprobe.probe import probe
+from linkprobe.reasons import ReasonContext, explain_failure, explain_name_too_long, fallback_advice, next_mode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from linkprobe._undo import Run
+    from linkprobe.api import LinkBackend
+    from linkprobe.result import Probe
+
+__all__ = ["Pair", "PairTable"]
+
+
+class Pair:
+    """The decision for one (source mount, target mount) pair; ``lock`` guards ``mode``."""
+
+    __slots__ = ("explicit", "lock", "mode", "probe", "warned_symlinks")
+
+    def __init__(self, probe: Probe, mode: LinkMode, explicit: bool) -> None:
+        self.probe = probe
+        self.mode = mode
+        self.explicit = explicit
+        self.warned_symlinks = False
+        self.lock = threading.Lock()
+
+    def explain(self, mode: LinkMode, code: int, source: str, target: str) -> str:
+        """The reason ``mode`` failed with ``code`` from ``source`` to ``target``. The probe
+        may have made ``mode`` work here already; then the words blame the file, not the
+        filesystem. ENAMETOOLONG names the path that is too long, not the probed one."""
+        if code == errno.ENAMETOOLONG:
+            return explain_name_too_long((target, source))
+        context = ReasonContext(self.probe.source, self.probe.target, mode_worked=self.probe.supports(mode))
+        return explain_failure(mode, code, context)
+
+
+def _nearest_existing(path: str) -> str:
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return os.path.realpath(path)
+
+
+class PairTable:
+    """The pairs one Linker has met, its fallbacks, and the mount table it reads once."""
+
+    def __init__(
+        self,
+        requested: LinkMode | None,
+        prefer: tuple[LinkMode, ...],
+        env: str | None,
+        backend: LinkBackend,
+    ) -> None:
+        self.requested = requested
+        self.prefer = prefer
+        self.env = env
+        self.backend = backend
+        self.lock = threading.Lock()
+        self.pairs: dict[tuple[object, ...], Pair] = {}
+        self.dir_pairs: dict[tuple[str, str], Pair] = {}
+        self.fallbacks: list[Fallback] = []
+        #: The pair used most recently (None before any use).
+        self.last: Pair | None = None
+        self._mounts: list[Mount] | None = None
+        self._mount_points: frozenset[str] = frozenset()
+
+    @property
+    def explicit(self) -> bool:
+        return self.requested is not None
+
+    def mount_table(self) -> list[Mount]:
+        """The mount table, read once per Linker (a tree walk asks for every directory)."""
+        if self._mounts is None:
+            self._mounts = mount_table()
+            self._mount_points = frozenset(mount.mount_point for mount in self._mounts)
+        return self._mounts
+
+    def mount_points(self) -> frozenset[str]:
+        self.mount_table()
+        return self._mount_points
+
+    def _mount_key(self, path: str) -> object:
+        mount = find_mount(path, self.mount_table())
+        if mount is None:
+            return None
+        return mount.mount_id if mount.mount_id is not None else mount.mount_point
+
+    def pair_for(self, source: str, target_dir: str, source_dir: str | None = None) -> Pair:
+        """The pair for a source (file or directory) and a target directory, probed once.
+        ``source_dir``: the directory of ``source`` when the caller knows it already."""
+        if source_dir is None:
+            source_dir = source if os.path.isdir(source) else os.path.dirname(source) or "."
+        key_paths = (_nearest_existing(source_dir), _nearest_existing(target_dir))
+        with self.lock:
+            cached = self.dir_pairs.get(key_paths)
+        if cached is not None:
+            self.last = cached
+            return cached
+        key = (
+            self._mount_key(key_paths[0]),
+            os.stat(key_paths[0]).st_dev,
+            self._mount_key(key_paths[1]),
+            os.stat(key_paths[1]).st_dev,
+        )
+        with self.lock:
+            pair = self.pairs.get(key)
+            if pair is None:
+                result = probe(source, target_dir, cache=False, backend=self.backend)
+                pair = Pair(result, self.choose(result), self.explicit)
+                self.pairs[key] = pair
+            self.dir_pairs[key_paths] = pair
+        self.last = pair
+        return pair
+
+    def child(
+        self, pair: Pair, entry: os.DirEntry[str], target_path: str, real_source_dir: str, real_target_dir: str
+    ) -> Pair:
+        """A subdirectory keeps its parent's pair unless it is another mount or device."""
+        points = self.mount_points()
+        source_child = os.path.join(real_source_dir, entry.name)
+        target_child = os.path.join(real_target_dir, entry.name)
+        # Mount points are few: compare strings first, and only stat when one matches or
+        # the device changed (btrfs subvolumes, nested mounts).
+        parent_dev = pair.probe.source.st_dev
+        if source_child in points or target_child in points or entry.stat(follow_symlinks=False).st_dev != parent_dev:
+            return self.pair_for(entry.path, target_path)
+        return pair
+
+    def choose(self, result: Probe) -> LinkMode:
+        if self.requested is not None:
+            return result.require(self.requested)  # raises UnsupportedModeError
+        for mode in self.prefer:
+            if result.supports(mode):
+                return mode
+        raise NoUsableModeError(
+            result.source.given,
+            result.target.given,
+            {mode: result.verdict(mode).reason for mode in self.prefer},
+            next((result.verdict(mode).errno for mode in self.prefer if result.verdict(mode).errno), None),
+        )
+
+    def fall_back(self, pair: Pair, failed: LinkMode, code: int, source: str, target: str, run: Run) -> None:
+        """Step ``pair`` down from ``failed`` to the next mode (auto), once, and say so."""
+        with pair.lock:
+            if pair.mode is not failed:
+                return  # another thread already stepped down; retry with its choice
+            supported = {mode for mode in LinkMode if pair.probe.supports(mode)}
+            chosen = next_mode(self.prefer, failed, supported)
+            reason = pair.explain(failed, code, source, target)
+            if chosen is None:
+                raise LinkFailedError(failed, source, target, code, f"{reason}; no other mode left to fall back to")
+            pair.mode = chosen
+            fallback = Fallback(
+                pair.probe.source.mount_point, pair.probe.target.mount_point, failed, chosen, code, reason
+            )
+        with self.lock:
+            self.fallbacks.append(fallback)
+        run.warn(
+            f"{failed.value} failed from {source} to {target}: {reason}; using {chosen.value} for the rest "
+            f"of this run on this pair of mounts. Set the mode explicitly ({fallback_advice(chosen, self.env)}) "
+            "to silence this warning."
+        )
+
+    def warn_symlinks_once(self, pair: Pair, reason: str, source_path: str, run: Run) -> None:
+        """Say once per pair that its symlinks are materialised as the files they point to."""
+        with pair.lock:
+            if pair.warned_symlinks:
+                return
+            pair.warned_symlinks = True
+        run.warn(
+            f"{reason}: symlinks such as {source_path} are materialised as the files they point to. "
+            f"Set the mode explicitly ({fallback_advice(pair.mode, self.env)}) to make this an error instead."
+        )

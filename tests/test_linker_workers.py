@@ -1,0 +1,204 @@
+"""What link_tree's hot path does per file: threads only where ``workers=None`` decides they
+pay (real copies of large files), hard links without an lstat per file, and the bytes
+LinkStats counts for each mode."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from _marks import NEEDS_LINUX_SYSCALLS
+
+from linkprobe import Linker, LinkFailedError, LinkMode
+from linkprobe.api import ManyResult, SourceHints
+from linkprobe.linux import LinuxBackend
+
+pytestmark = NEEDS_LINUX_SYSCALLS
+
+MIB = 1 << 20
+
+
+class ThreadRecordingBackend(LinuxBackend):
+    """The real backend; records which thread made each file of link_tree, per mode."""
+
+    def __init__(self) -> None:
+        self.threads: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def make_many(
+        self,
+        mode: LinkMode,
+        source_dir: str,
+        target_dir: str,
+        files: Sequence[tuple[str, SourceHints]],
+        start: int = 0,
+    ) -> ManyResult:
+        kind = "worker" if threading.current_thread() is not threading.main_thread() else "caller"
+        with self._lock:
+            self.threads[(mode.value, kind)] += len(files) - start
+        return super().make_many(mode, source_dir, target_dir, files, start)
+
+
+def make_files(root: Path, count: int, size: int) -> Path:
+    root.mkdir()
+    for index in range(count):
+        (root / f"f{index}.bin").write_bytes(os.urandom(size))
+    return root
+
+
+def assert_same_files(source: Path, target: Path) -> None:
+    for path in source.iterdir():
+        assert (target / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+@pytest.fixture
+def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """workers=None decides from os.cpu_count(); pin it so the test means the same anywhere."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
+@pytest.mark.usefixtures("two_cpus")
+def test_decide_copies_large_files_on_worker_threads(tmp_path: Path) -> None:
+    source = make_files(tmp_path / "large", 3, 4 * MIB)
+    backend = ThreadRecordingBackend()
+    stats = Linker("copy", env=None, backend=backend).link_tree(source, tmp_path / "out")
+    assert backend.threads == {("copy", "worker"): 3}
+    assert (stats.copied, stats.bytes) == (3, 12 * MIB)
+    assert_same_files(source, tmp_path / "out")
+
+
+@pytest.mark.usefixtures("two_cpus")
+@pytest.mark.parametrize(
+    ("mode", "workers", "size"),
+    [
+        ("copy", None, 64 << 10),  # small copies: the hand-off costs more than it overlaps
+        ("hardlink", None, 4 * MIB),  # link(2) copies nothing, whatever the size
+        ("copy", 1, 4 * MIB),  # an explicit number keeps its meaning
+    ],
+)
+def test_decide_keeps_the_rest_on_the_calling_thread(tmp_path: Path, mode: str, workers: int | None, size: int) -> None:
+    source = make_files(tmp_path / "files", 3, size)
+    backend = ThreadRecordingBackend()
+    Linker(mode, env=None, workers=workers, backend=backend).link_tree(source, tmp_path / "out")
+    assert backend.threads == {(mode, "caller"): 3}
+    assert_same_files(source, tmp_path / "out")
+
+
+def test_decide_uses_no_threads_on_one_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    source = make_files(tmp_path / "large", 3, 4 * MIB)
+    backend = ThreadRecordingBackend()
+    Linker("copy", env=None, backend=backend).link_tree(source, tmp_path / "out")
+    assert backend.threads == {("copy", "caller"): 3}
+
+
+def test_explicit_workers_spread_large_files_over_threads(tmp_path: Path) -> None:
+    """A directory of large files is split into batches by bytes (8 MiB), so that the
+    workers share it instead of one of them copying the whole directory."""
+    source = make_files(tmp_path / "large", 6, 4 * MIB)
+    seen: list[str] = []
+
+    class Recording(LinuxBackend):
+        def make_many(
+            self,
+            mode: LinkMode,
+            source_dir: str,
+            target_dir: str,
+            files: Sequence[tuple[str, SourceHints]],
+            start: int = 0,
+        ) -> ManyResult:
+            seen.append(threading.current_thread().name)
+            return super().make_many(mode, source_dir, target_dir, files, start)
+
+    Linker("copy", env=None, workers=2, backend=Recording()).link_tree(source, tmp_path / "out")
+    assert len(seen) == 3  # three batches of two files
+    assert all(name.startswith("linkprobe") for name in seen)
+    assert_same_files(source, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("mode", "counted"), [("hardlink", False), ("copy", True)])
+def test_bytes_count_every_mode_but_hard_links(tmp_path: Path, mode: str, counted: bool) -> None:
+    source = make_files(tmp_path / "files", 5, 1000)
+    stats = Linker(mode, env=None).link_tree(source, tmp_path / "out")
+    assert stats.count(LinkMode(mode)) == 5
+    assert stats.bytes == (5000 if counted else 0)
+
+
+_LINK_500 = """
+import sys
+from linkprobe import Linker
+Linker("hardlink", env=None).link_tree(sys.argv[1], sys.argv[2])
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("strace") is None and os.environ.get("LINKPROBE_REQUIRE_REAL_FS") != "1", reason="needs strace"
+)
+def test_hard_links_make_no_lstat_per_file(tmp_path: Path) -> None:
+    """readdir's d_type already says "regular file": one linkat per file and no stat of it."""
+    source = make_files(tmp_path / "cache", 500, 10)
+    trace = tmp_path / "trace"
+    subprocess.run(
+        ["strace", "-f", "-o", str(trace), sys.executable, "-c", _LINK_500, str(source), str(tmp_path / "out")],
+        check=True,
+    )
+    calls = trace.read_text().splitlines()
+    linked = [line for line in calls if "linkat(" in line and "f" in line and "= 0" in line]
+    per_file_stats = [
+        line for line in calls if ("newfstatat(" in line or "statx(" in line or "lstat(" in line) and '.bin"' in line
+    ]
+    assert len(linked) >= 500
+    # The probe stats one existing file of the cache; the tree walk none of the 500.
+    assert len(per_file_stats) <= 3, per_file_stats[:5]
+    assert len(os.listdir(tmp_path / "out")) == 500
+
+
+def test_the_linker_imports_logging_and_threads_only_when_used(tmp_path: Path) -> None:
+    """logging comes with the first warning record, concurrent.futures with the first pool."""
+    code = (
+        "import sys, linkprobe.linker\n"
+        "print('logging' in sys.modules, 'concurrent.futures' in sys.modules)\n"
+        "linkprobe.linker.Linker('copy', env=None).link_tree(sys.argv[1], sys.argv[2])\n"
+        "print('logging' in sys.modules, 'concurrent.futures' in sys.modules)\n"
+    )
+    source = make_files(tmp_path / "files", 3, 100)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(source), str(tmp_path / "out")], check=True, capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["False", "False", "False", "False"]
+
+
+def test_link_stats_and_fallback_are_immutable_named_tuples() -> None:
+    from linkprobe import Fallback, LinkStats
+
+    stats = LinkStats(hardlinked=2, copied=1, bytes=10)
+    assert stats == LinkStats(hardlinked=2, copied=1, bytes=10)
+    assert (stats.files, stats.count(LinkMode.COPY), stats.symlinks) == (3, 1, 0)
+    assert stats == (0, 2, 0, 1, 0, 0, 10)  # the trade: also a tuple
+    assert stats._replace(bytes=0).bytes == 0
+    with pytest.raises(AttributeError):
+        stats.bytes = 1  # type: ignore[misc]
+    fallback = Fallback("/", "/mnt", LinkMode.CLONE, LinkMode.COPY, 18, "cross-device")
+    assert fallback._asdict()["to_mode"] is LinkMode.COPY
+    assert hash(fallback) == hash(Fallback("/", "/mnt", LinkMode.CLONE, LinkMode.COPY, 18, "cross-device"))
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy"])
+def test_a_fifo_in_the_tree_is_an_error_naming_it_and_nothing_is_left(tmp_path: Path, mode: str) -> None:
+    """d_type says "not a regular file": the lstat then tells what it is. Linking a FIFO
+    would be wrong and copying it would block, so the call fails and removes what it made."""
+    source = make_files(tmp_path / "cache", 3, 100)
+    os.mkfifo(source / "pipe")
+    target = tmp_path / "out"
+    with pytest.raises(LinkFailedError) as raised:
+        Linker(mode, env=None).link_tree(source, target)
+    assert raised.value.filename == str(source / "pipe")
+    assert raised.value.not_removed == ()
+    assert not target.exists()
