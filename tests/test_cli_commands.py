@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -276,3 +277,21 @@ def test_text_and_json_say_a_side_is_missing(pair: tuple[str, str], fmt: str) ->
         assert (document["source"]["exists"], document["target"]["exists"]) == (True, False)
     else:
         assert f"target: {target}\n  does not exist yet; probed {os.path.dirname(os.path.dirname(target))}\n" in out
+
+
+def test_a_signal_during_the_interpreters_exit_prints_no_traceback() -> None:
+    """After the answer is out, a Ctrl-C can only land in Python's teardown (atexit, module
+    clean-up), which would print "Exception ignored in ..." with a traceback."""
+    code = (
+        "import atexit, importlib, os, signal, time\n"
+        "cli = importlib.import_module('linkprobe.cli.main')\n"
+        "cli.main = lambda argv=None: 0\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(1)))\n"
+        "cli.main_exit()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == -signal.SIGINT, (done.returncode, done.stderr)

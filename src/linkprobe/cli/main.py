@@ -9,6 +9,7 @@ the probe command's: ``linkprobe SOURCE TARGET`` is ``linkprobe probe SOURCE TAR
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -132,4 +133,9 @@ def main_exit() -> None:
         status = main()
     except KeyboardInterrupt:  # Ctrl-C while parsing arguments, before main()'s own handler
         status = EXIT_SIGINT
+    # The command is done and its output written. A signal from here on can only land in the
+    # interpreter's own teardown, where Python reports a KeyboardInterrupt as "Exception
+    # ignored in ..." with a traceback: let the kernel's default action end the process.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.exit(status)
