@@ -295,3 +295,18 @@ def test_a_signal_during_the_interpreters_exit_prints_no_traceback() -> None:
     )
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == -signal.SIGINT, (done.returncode, done.stderr)
+
+
+def test_the_audit_command_imports_no_dataclasses(tmp_path: Path) -> None:
+    """The audit command races ``du -s`` (benchmarks/bench_audit.py): dataclasses (with
+    inspect) alone cost it ~7 ms of start-up."""
+    (tmp_path / "s").mkdir()
+    (tmp_path / "t").mkdir()
+    code = (
+        "import sys, linkprobe.cli\n"
+        f"status = linkprobe.cli.main(['audit', {str(tmp_path / 's')!r}, {str(tmp_path / 't')!r}])\n"
+        "print(status, 'dataclasses' in sys.modules, 'inspect' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert done.stdout.splitlines()[-1] == "0 False False"

@@ -18,8 +18,8 @@ import operator
 import os
 import stat
 import sys
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from linkprobe._audit_rules import (
@@ -39,7 +39,7 @@ from linkprobe.result import Probe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Final
+    from typing import Any, Final, NamedTuple
 
 __all__ = [
     "EXAMPLES_PER_KIND",
@@ -86,37 +86,64 @@ _NAME: Final[Callable[[os.DirEntry[str]], str]] = operator.attrgetter("name")
 _PATH_WALK: Final[bool] = os.scandir not in os.supports_fd or sys.platform == "win32"
 
 
-@dataclass(frozen=True)
-class KindTotal:
-    """Files and bytes (file sizes, as ``du --apparent-size``) of one kind, with a few
-    example paths relative to TARGET."""
+if TYPE_CHECKING:
 
-    files: int
-    bytes: int
-    examples: tuple[str, ...] = ()
+    class _KindTotalFields(NamedTuple):
+        files: int
+        bytes: int
+        examples: tuple[str, ...] = ()
+
+    class _AuditFields(NamedTuple):
+        #: The paths as given.
+        source: str
+        target: str
+        #: kind -> totals, for every kind of :data:`KINDS` (hardlink, clone, symlink, copy, other).
+        kinds: Mapping[str, KindTotal]
+        #: Why the ``other`` files are other: reason -> totals (keys of :data:`OTHER_REASONS`).
+        other_reasons: Mapping[str, KindTotal]
+        #: Copies whose content a file under SOURCE holds too: bytes held twice.
+        duplicated_files: int
+        duplicated_bytes: int
+        #: Of the ``partly-shared`` files, the bytes in shared extents.
+        partly_shared_bytes: int
+        #: The probe of this pair (run before the walk).
+        probe: Probe
+
+else:  # the same named tuples, built without importing typing or dataclasses (CONTRIBUTING.md)
+    _KindTotalFields = namedtuple("KindTotal", ("files", "bytes", "examples"), defaults=((),))
+    _AuditFields = namedtuple(
+        "Audit",
+        (
+            "source",
+            "target",
+            "kinds",
+            "other_reasons",
+            "duplicated_files",
+            "duplicated_bytes",
+            "partly_shared_bytes",
+            "probe",
+        ),
+    )
+
+
+class KindTotal(_KindTotalFields):
+    """Files and bytes (file sizes, as ``du --apparent-size``) of one kind, with a few
+    example paths relative to TARGET. An immutable named tuple."""
+
+    __slots__ = ()
 
     def to_dict(self) -> dict[str, int]:
         return {"files": self.files, "bytes": self.bytes}
 
 
-@dataclass(frozen=True)
-class Audit:
-    """What :func:`audit` found: every entry under TARGET counted under one kind."""
+class Audit(_AuditFields):
+    """What :func:`audit` found: every entry under TARGET counted under one kind.
 
-    #: The paths as given.
-    source: str
-    target: str
-    #: kind -> totals, for every kind of :data:`KINDS` (hardlink, clone, symlink, copy, other).
-    kinds: Mapping[str, KindTotal]
-    #: Why the ``other`` files are other: reason -> totals (keys of :data:`OTHER_REASONS`).
-    other_reasons: Mapping[str, KindTotal]
-    #: Copies whose content a file under SOURCE holds too: bytes held twice.
-    duplicated_files: int
-    duplicated_bytes: int
-    #: Of the ``partly-shared`` files, the bytes in shared extents.
-    partly_shared_bytes: int
-    #: The probe of this pair (run before the walk).
-    probe: Probe = field(repr=False)
+    An immutable named tuple of ``source``, ``target``, ``kinds``, ``other_reasons``,
+    ``duplicated_files``, ``duplicated_bytes``, ``partly_shared_bytes`` and ``probe``.
+    """
+
+    __slots__ = ()
 
     @property
     def files(self) -> int:

@@ -24,12 +24,12 @@ import errno
 import os
 import struct
 import sys
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Final, NamedTuple
 
 __all__ = [
     "FIEMAP_EXTENT_DATA_INLINE",
@@ -69,19 +69,28 @@ _NO_MAP: Final[frozenset[int]] = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errn
 Ioctl = Callable[[int, int, bytearray], object]
 
 
-@dataclass(frozen=True)
-class ExtentBytes:
+if TYPE_CHECKING:
+
+    class _ExtentFields(NamedTuple):
+        total: int
+        shared: int
+        inline: int
+
+else:  # the same named tuple, built without importing typing (CONTRIBUTING.md)
+    _ExtentFields = namedtuple("ExtentBytes", ("total", "shared", "inline"))
+
+
+class ExtentBytes(_ExtentFields):
     """Where a file's data lives, in bytes of its logical size (holes count nowhere).
 
     ``total``: bytes that have data in an extent of their own or a shared one;
     ``shared``: those of ``total`` in extents the filesystem marks shared (with any file:
     a clone's origin, another clone, a snapshot); ``inline``: those of ``total`` kept inside
     metadata (btrfs stores small files in the b-tree), which no other file can share.
+    An immutable named tuple: it unpacks as ``(total, shared, inline)``.
     """
 
-    total: int
-    shared: int
-    inline: int
+    __slots__ = ()
 
     @property
     def unshared(self) -> int:
