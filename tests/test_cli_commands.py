@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from _stderr import error_line
 
+import linkprobe
 from linkprobe import (
     InvalidModeError,
     InvalidPathError,
@@ -302,11 +303,14 @@ def test_the_audit_command_imports_no_dataclasses(tmp_path: Path) -> None:
     inspect) alone cost it ~7 ms of start-up."""
     (tmp_path / "s").mkdir()
     (tmp_path / "t").mkdir()
+    # -I -S: no site, so no .pth file (coverage's, in CI) imports anything before us.
+    package_parent = os.path.dirname(os.path.dirname(linkprobe.__file__))
     code = (
-        "import sys, linkprobe.cli\n"
+        f"import sys; sys.path.insert(0, {package_parent!r}); import linkprobe.cli\n"
         f"status = linkprobe.cli.main(['audit', {str(tmp_path / 's')!r}, {str(tmp_path / 't')!r}])\n"
         "print(status, 'dataclasses' in sys.modules, 'inspect' in sys.modules)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.splitlines()[-1] == "0 False False"
