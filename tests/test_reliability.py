@@ -44,9 +44,15 @@ ENV = "LINKPROBE_MODE"
 SIGNAL_SEED = int(os.environ.get("LINKPROBE_SIGNAL_SEED", "20261125"))
 CLEAN_EXITS = {0, 1, 2}
 TRACEBACK = "Traceback (most recent call last)"
-#: Python 3.13 reports a Ctrl-C during ``import site`` as this fatal error, with no
-#: traceback (seen in CI: "KeyboardInterrupt ... <no Python frame>"), exit status 1.
-START_UP_FATAL = "Fatal Python error: init_import_site"
+#: What CPython prints, with no traceback and exit status 1, for a Ctrl-C in its own start-up
+#: code: during any ``init_*`` step such as ``import site`` (3.13: "Fatal Python error:
+#: init_import_site ... <no Python frame>"), or during ``import runpy`` for ``-m``
+#: (Modules/main.c, pymain_run_module: "Could not import runpy module", then
+#: "KeyboardInterrupt"; seen in CI on 3.10).
+START_UP_FATAL = re.compile(
+    r"^(Fatal Python error: init_\w+|Could not import runpy module|Could not access runpy\._run_module_as_main)",
+    re.MULTILINE,
+)
 #: The module, not the function that ``linkprobe.probe`` names once the package is imported.
 probe_module = importlib.import_module("linkprobe.probe")
 scratch_module = importlib.import_module("linkprobe._scratch")
@@ -207,9 +213,9 @@ Outcome = str
 
 def _classify(returncode: int, stdout: str, stderr: str, sig: int) -> Outcome:
     """What one signalled run did; raises AssertionError for anything not allowed."""
-    if TRACEBACK in stderr or START_UP_FATAL in stderr:
+    if TRACEBACK in stderr or START_UP_FATAL.search(stderr) is not None:
         assert sig == signal.SIGINT, stderr
-        # -SIGINT: uncaught KeyboardInterrupt; 1: "Fatal Python error: init_import_site".
+        # -SIGINT: uncaught KeyboardInterrupt; 1: a START_UP_FATAL message.
         assert returncode in (-signal.SIGINT, 1), (returncode, stderr)
         assert _start_up_traceback(stderr), stderr
         return "KeyboardInterrupt in Python's start-up (site, import linkprobe): Python's default"
@@ -226,6 +232,45 @@ def _classify(returncode: int, stdout: str, stderr: str, sig: int) -> Outcome:
     assert stderr == "", stderr
     assert stdout.strip() in {"clone", "hardlink", "copy"}
     return "finished first (exit 0)"
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stderr"),
+    [
+        # 3.10, seen in CI: SIGINT while -m imports runpy.
+        (1, "Could not import runpy module\nKeyboardInterrupt\n"),
+        # 3.13, seen in CI: SIGINT during import site.
+        (
+            1,
+            "Fatal Python error: init_import_site: Failed to import the site module\n"
+            "Python runtime state: initialized\nKeyboardInterrupt\n\nCurrent thread 0x1 (most recent call first):\n"
+            "  <no Python frame>\n",
+        ),
+        (
+            -signal.SIGINT,
+            'Traceback (most recent call last):\n  File "<frozen runpy>", line 189, in _run_module_as_main\n'
+            "KeyboardInterrupt\n",
+        ),
+    ],
+)
+def test_start_up_interrupts_are_python_s_default(returncode: int, stderr: str) -> None:
+    assert _classify(returncode, "", stderr, signal.SIGINT).startswith("KeyboardInterrupt in Python's start-up")
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        # A traceback through linkprobe's own entry point is a linkprobe bug, never start-up.
+        'Traceback (most recent call last):\n  File "/x/linkprobe/__main__.py", line 3, in <module>\n'
+        "KeyboardInterrupt\n",
+        "Could not import runpy module\nKeyboardInterrupt\n",
+        "linkprobe: error: Bad file descriptor\n",
+    ],
+)
+def test_other_interrupted_output_is_refused(stderr: str) -> None:
+    sig = signal.SIGTERM if stderr.startswith("Could not") else signal.SIGINT  # start-up text, wrong signal
+    with pytest.raises(AssertionError):
+        _classify(1, "", stderr, sig)
 
 
 def _median_run_time(argv: list[str]) -> float:
