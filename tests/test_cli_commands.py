@@ -141,6 +141,15 @@ def test_version_flags(flag: str) -> None:
     assert (code, out) == (0, f"linkprobe {__version__}\n")
 
 
+@pytest.mark.parametrize("flag", ["--for", "--mode", "--env", "--timeout", "--format"])
+def test_double_dash_is_no_option_value(pair: tuple[str, str], flag: str) -> None:
+    """``--mode=--``: argparse before Python 3.13 drops the "--" and leaves an empty list
+    where one word goes (a traceback further on); it is a usage error on every version."""
+    code, out, err = run([f"{flag}=--", *pair])
+    assert (code, out) == (2, "")
+    assert error_line(err) == f"linkprobe: error: argument {flag}: expected one argument"
+
+
 @pytest.mark.parametrize("abbreviation", ["--form", "--mod", "--tim", "--en"])
 def test_abbreviations_are_refused(pair: tuple[str, str], abbreviation: str) -> None:
     code, out, err = run([abbreviation, "text", *pair])

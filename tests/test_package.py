@@ -54,15 +54,18 @@ def test_cli_start_up_does_not_import_typing(tmp_path: Path) -> None:
     assert seen == {"after_import": False, "after_probe": False, "code": 0, "dataclasses": [False, False]}
 
 
-def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Path) -> None:
-    """``linkprobe SOURCE TARGET`` (the mode format, no timeout): the results are named
-    tuples and the timeout thread is started only with --timeout."""
+@pytest.mark.parametrize("options", [[], ["--format", "text"]])
+def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Path, options: list[str]) -> None:
+    """``linkprobe SOURCE TARGET`` (the mode format or text, no timeout): the results are
+    named tuples, the timeout thread is started only with --timeout, and the command line
+    is parsed without argparse (which imports re, gettext and locale)."""
     source, target = tmp_path / "source", tmp_path / "target"
     source.mkdir()
+    unwanted = ("argparse", "dataclasses", "gettext", "inspect", "locale", "re", "threading", "typing")
     code = (
         f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from linkprobe.cli import main\n"
-        f"status = main([{str(source)!r}, {str(target)!r}])\n"
-        "print(sorted(name for name in ('dataclasses', 'inspect', 'threading', 'typing') if name in sys.modules))\n"
+        f"status = main([*{options!r}, {str(source)!r}, {str(target)!r}])\n"
+        f"print(sorted(name for name in {unwanted!r} if name in sys.modules))\n"
         "sys.exit(status)"
     )
     done = subprocess.run(

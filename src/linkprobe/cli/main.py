@@ -4,6 +4,11 @@ Each command is one module, ``linkprobe.cli.<name>``, with ``configure(parser)``
 ``run(args) -> int``; it is imported only when it runs, so the default command (the probe a
 CI job runs at every start) pays for no other. Without a command name, the arguments are
 the probe command's: ``linkprobe SOURCE TARGET`` is ``linkprobe probe SOURCE TARGET``.
+
+A command may also have ``fast_parse(arguments)``: the namespace argparse would make of a
+common command line, or None for anything else (``--help``, an error, a form it does not
+know), which argparse then parses and reports as always. Importing argparse and building
+the parser is most of the start-up of a probe; a CI job pays it at every start.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Sequence
 
 from linkprobe.cli._common import (
     EXIT_BROKEN_PIPE,
@@ -20,7 +24,6 @@ from linkprobe.cli._common import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_USAGE,
-    Parser,
     Terminated,
     one_line,
 )
@@ -28,7 +31,11 @@ from linkprobe.errors import LinkprobeError, TargetNotDirectoryError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Final
+    from collections.abc import Sequence
+    from types import ModuleType
+    from typing import Final
+
+    from linkprobe.cli._parser import Parser
 
 __all__ = ["COMMANDS", "DEFAULT_COMMAND", "EXIT_NO_MODE", "EXIT_OK", "EXIT_USAGE", "exit_status", "main", "main_exit"]
 
@@ -77,9 +84,15 @@ def _epilog() -> str:
     )
 
 
-def _parser(command: str, *, named: bool, arguments: Sequence[str] = ()) -> tuple[Parser, Any]:
-    """The parser of ``command``, and its module (imported now, not before)."""
-    module = __import__(f"linkprobe.cli.{command}", fromlist=["run"])
+def _command(command: str) -> ModuleType:
+    """The module of ``command``, imported now, not before."""
+    return __import__(f"linkprobe.cli.{command}", fromlist=["run"])
+
+
+def _parser(command: str, module: ModuleType, *, named: bool, arguments: Sequence[str] = ()) -> Parser:
+    """The argparse parser of ``command`` (its ``module``)."""
+    from linkprobe.cli._parser import Parser
+
     description = (module.__doc__ or "").split("\n\n")[0]
     if named:
         parser = Parser(prog=f"linkprobe {command}", description=description)
@@ -94,7 +107,7 @@ def _parser(command: str, *, named: bool, arguments: Sequence[str] = ()) -> tupl
     module.configure(parser)
     if not named:  # show both forms: the default command's arguments, and a named command
         parser.more_usage = f"       linkprobe {{{','.join(COMMANDS)}}} ..."
-    return parser, module
+    return parser
 
 
 def _silence_stdout() -> None:
@@ -114,8 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = bool(arguments) and arguments[0] in COMMANDS
     command = arguments.pop(0) if named else DEFAULT_COMMAND
     try:
-        parser, module = _parser(command, named=named, arguments=arguments)
-        status: int = module.run(parser.parse_args(arguments))
+        module = _command(command)
+        fast_parse = getattr(module, "fast_parse", None)
+        args = fast_parse(arguments) if fast_parse is not None else None
+        if args is None:  # not a command line the command knows without argparse
+            args = _parser(command, module, named=named, arguments=arguments).parse_args(arguments)
+        status: int = module.run(args)
     except BaseException as exc:  # every outcome becomes an exit code here
         if isinstance(exc, SystemExit):  # argparse: --help, --version, usage errors
             raise

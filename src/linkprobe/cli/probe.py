@@ -7,10 +7,10 @@ use, or why none works. Exit codes as :func:`linkprobe.cli.main.exit_status`.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
+from types import SimpleNamespace
 
 from linkprobe.cli._common import DEFAULT_ENV, EXIT_OK, UsageError, one_line, signals_as_exceptions, write
 from linkprobe.errors import NoUsableModeError, UnsupportedModeError
@@ -20,11 +20,16 @@ from linkprobe.result import Probe, missing_note
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
     from typing import Final, TextIO
 
     from linkprobe.discovery import ForRequest
 
-__all__ = ["SCHEMA_VERSION", "configure", "run"]
+    #: What run() reads: argparse's namespace, or the same attributes from fast_parse().
+    Arguments = argparse.Namespace | SimpleNamespace
+
+__all__ = ["SCHEMA_VERSION", "configure", "fast_parse", "run"]
 
 #: The version of the ``--format json`` document (docs/cli.md). Adding a key keeps it;
 #: removing or changing the meaning of one raises it.
@@ -32,12 +37,20 @@ SCHEMA_VERSION: Final[int] = 1
 _FORMATS: Final[tuple[str, ...]] = ("mode", "text", "json", "env")
 
 
-def _seconds(text: str) -> float:
+def _positive_seconds(text: str) -> float | None:
+    """``text`` as a number of seconds, or None when it is not a positive finite number."""
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):  # NaN fails this too
+        return None
+    return value if 0 < value < float("inf") else None  # NaN fails this too
+
+
+def _seconds(text: str) -> float:
+    value = _positive_seconds(text)
+    if value is None:
+        import argparse  # already imported: argparse is what calls this
+
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
@@ -77,10 +90,82 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _format_word(text: str) -> str | None:
+    return text if text in _FORMATS else None
+
+
+#: Every option of the probe command (as configure() makes them; a test holds the two
+#: together): its flag, the attribute it sets, and the value as argparse would store it, or
+#: None for a value argparse refuses (it then says why). Each takes exactly one value.
+_OPTIONS: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
+    "--for": ("tool", str),
+    "--mode": ("mode", str),
+    "--env": ("env", str),
+    "--timeout": ("timeout", _positive_seconds),
+    "--format": ("format", _format_word),
+}
+_DEFAULTS: Final[dict[str, object]] = {
+    "source": None,
+    "target": None,
+    "tool": None,
+    "mode": None,
+    "env": None,
+    "timeout": None,
+    "format": "mode",
+}
+
+
+def fast_parse(arguments: Sequence[str]) -> SimpleNamespace | None:
+    """The namespace argparse makes of ``arguments`` (configure()'s parser), for the
+    command lines a CI job runs; None for any other, which argparse then parses.
+
+    Understood: up to two positionals (SOURCE, TARGET) next to each other, and each
+    option as ``--name VALUE`` or ``--name=VALUE``, the last one winning. Left to
+    argparse: ``-h``, ``-V``, ``--``, anything else that starts with ``-`` (an unknown
+    option or an abbreviation, which the parser refuses; a value or positional such as
+    ``-1`` or ``--``, which it reads by rules of its own), a missing value, a value
+    argparse refuses, a third positional, and positionals with an option between them (argparse
+    may fill TARGET with its default before it sees the second one).
+    """
+    values = dict(_DEFAULTS)
+    positionals: list[str] = []
+    after_positionals = False  # an option came after the positionals
+    index = 0
+    while index < len(arguments):
+        word = arguments[index]
+        index += 1
+        if not word.startswith("-"):  # argparse: a positional (or, after an option, its value)
+            if after_positionals:
+                return None
+            positionals.append(word)
+            continue
+        after_positionals = bool(positionals)
+        flag, equals, value = word.partition("=")
+        option = _OPTIONS.get(flag)
+        if option is None:
+            return None
+        if not equals:
+            if index == len(arguments):
+                return None
+            value = arguments[index]
+            index += 1
+        if value.startswith("-"):  # an option, not a value; or "--", which argparse drops from values
+            return None
+        dest, convert = option
+        converted = convert(value)
+        if converted is None:
+            return None
+        values[dest] = converted
+    if len(positionals) > 2:
+        return None
+    values.update(zip(("source", "target"), positionals, strict=False))
+    return SimpleNamespace(**values)
+
+
 class _Request:
     """What the user asked for: the word as given, where it came from, what it means."""
 
-    def __init__(self, args: argparse.Namespace, env: str | None, wanted: ForRequest | None = None) -> None:
+    def __init__(self, args: Arguments, env: str | None, wanted: ForRequest | None = None) -> None:
         word, source = requested_word(args.mode, env or None, os.environ, mode_source="--mode")
         text = word.strip() if isinstance(word, str) else None
         #: The word asked for (stripped), or None when nothing was asked for.
@@ -177,7 +262,7 @@ def _emit(
     write(sys.stdout, out.getvalue())
 
 
-def _for_tool(args: argparse.Namespace) -> ForRequest:
+def _for_tool(args: Arguments) -> ForRequest:
     """``--for TOOL``: paths, variable and words from the tool's rules (linkprobe.discovery)."""
     from linkprobe.discovery import for_request
 
@@ -195,7 +280,7 @@ def _for_tool(args: argparse.Namespace) -> ForRequest:
     return wanted
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: Arguments) -> int:
     """Probe, print the answer in ``args.format``; raise what the exit code is made from."""
     wanted = _for_tool(args) if args.tool is not None else None
     env = wanted.variable if wanted is not None else (DEFAULT_ENV if args.env is None else args.env)
