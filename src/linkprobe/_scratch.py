@@ -3,7 +3,6 @@ by an O_PATH descriptor, and removed only while the name still holds the file we
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from linkprobe.api import FileIdentity, LinkBackend, SourceHints, remove_quietly
@@ -118,9 +117,10 @@ class Attempts:
         try:
             for name, identity in reversed(self.created):
                 self.beat()
-                # Nothing more can be done on failure; the name carries SCRATCH_PREFIX.
-                with contextlib.suppress(OSError):
+                try:
                     self.backend.remove_if_same(name, identity)
+                except OSError:  # nothing more can be done; the name carries SCRATCH_PREFIX
+                    continue
         finally:
             self.created.clear()
             for pin in self.pins:  # only now may the inode numbers be reused

@@ -9,7 +9,6 @@ among them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from _thread import allocate_lock
@@ -302,6 +301,8 @@ def _forget_after_fork() -> None:
     thread of the parent may have held it at the fork, and that thread is gone."""
     watch = _watch
     if watch.fd is not None:
+        import contextlib  # here, in a forked child only: not at every start of the command line
+
         with contextlib.suppress(OSError):
             os.close(watch.fd)  # the child's copy only; the parent's stays open
     watch.reset()

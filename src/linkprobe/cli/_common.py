@@ -6,8 +6,6 @@ import errno
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from linkprobe.errors import LinkprobeError
 
@@ -85,32 +83,34 @@ class Terminated(BaseException):
     """SIGTERM, raised as an exception so that every ``finally`` removes its scratch files."""
 
 
-@contextmanager
-def signals_as_exceptions() -> Iterator[None]:
+class _SignalsAsExceptions:
+    # A class, not contextlib.contextmanager: importing contextlib is ~0.4 ms of the
+    # command line's start-up, which has nothing else to use it for.
+
+    def __enter__(self) -> None:
+        self.previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        if sys.platform != "win32":  # Windows has no signal masks; Ctrl-C still unwinds through finally
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if sys.platform != "win32":
+                # A held signal fires inside this call (KeyboardInterrupt or Terminated);
+                # the handler must still be put back, or a later SIGTERM would raise
+                # Terminated in whatever code runs after main() returns.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        finally:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def signals_as_exceptions() -> _SignalsAsExceptions:
     """SIGTERM unwinds like SIGINT, and neither lands while a scratch file is unaccounted for.
 
-    Both signals are blocked inside the block (a probe: a few milliseconds) and delivered
-    right after, when every scratch file has been removed.
+    Both signals are blocked inside the ``with`` block (a probe: a few milliseconds) and
+    delivered right after, when every scratch file has been removed.
     """
-
-    def on_term(signum: int, frame: object) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    if sys.platform == "win32":  # no signal masks; Ctrl-C still unwinds through finally
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        try:
-            # A held signal fires inside this call (KeyboardInterrupt or Terminated);
-            # the handler must still be put back, or a later SIGTERM would raise
-            # Terminated in whatever code runs after main() returns.
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    return _SignalsAsExceptions()
