@@ -58,10 +58,22 @@ def test_cli_start_up_does_not_import_typing(tmp_path: Path) -> None:
 def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Path, options: list[str]) -> None:
     """``linkprobe SOURCE TARGET`` (the mode format or text, no timeout): the results are
     named tuples, the timeout thread is started only with --timeout, and the command line
-    is parsed without argparse (which imports re, gettext and locale)."""
+    is parsed without argparse (which imports re, gettext and locale); nor are contextlib
+    and signal (its enums) imported."""
     source, target = tmp_path / "source", tmp_path / "target"
     source.mkdir()
-    unwanted = ("argparse", "dataclasses", "gettext", "inspect", "locale", "re", "threading", "typing")
+    unwanted = (
+        "argparse",
+        "contextlib",
+        "dataclasses",
+        "gettext",
+        "inspect",
+        "locale",
+        "re",
+        "signal",
+        "threading",
+        "typing",
+    )
     code = (
         f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); from linkprobe.cli import main\n"
         f"status = main([*{options!r}, {str(source)!r}, {str(target)!r}])\n"

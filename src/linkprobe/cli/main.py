@@ -14,7 +14,6 @@ the parser is most of the start-up of a probe; a CI job pays it at every start.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from linkprobe.cli._common import (
@@ -25,6 +24,7 @@ from linkprobe.cli._common import (
     EXIT_SIGTERM,
     EXIT_USAGE,
     Terminated,
+    default_signal_actions,
     one_line,
 )
 from linkprobe.errors import LinkprobeError, TargetNotDirectoryError
@@ -153,6 +153,5 @@ def main_exit() -> None:
     # The command is done and its output written. A signal from here on can only land in the
     # interpreter's own teardown, where Python reports a KeyboardInterrupt as "Exception
     # ignored in ..." with a traceback: let the kernel's default action end the process.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    default_signal_actions()
     sys.exit(status)
