@@ -58,8 +58,8 @@ def test_cli_start_up_does_not_import_typing(tmp_path: Path) -> None:
 def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Path, options: list[str]) -> None:
     """``linkprobe SOURCE TARGET`` (the mode format or text, no timeout): the results are
     named tuples, the timeout thread is started only with --timeout, and the command line
-    is parsed without argparse (which imports re, gettext and locale); nor are contextlib
-    and signal (its enums) imported."""
+    is parsed without argparse (which imports re, gettext and locale); nor are contextlib,
+    signal (its enums) and collections.abc (annotations only) imported."""
     source, target = tmp_path / "source", tmp_path / "target"
     source.mkdir()
     unwanted = (
@@ -108,3 +108,15 @@ def test_every_name_in_all_resolves() -> None:
 def test_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         _ = linkprobe.nonexistent
+
+
+def test_fill_is_a_callable_type_at_run_time() -> None:
+    """linkprobe.api.Fill, the type of a backend's fill function (docs/api.md), is made at
+    its first use rather than at import; it is there all the same."""
+    import collections.abc
+
+    import linkprobe.api
+
+    assert linkprobe.api.Fill == collections.abc.Callable[[int, int, int], None]
+    with pytest.raises(AttributeError, match="no attribute 'Fills'"):
+        _ = linkprobe.api.Fills

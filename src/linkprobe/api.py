@@ -12,12 +12,12 @@ import os
 import stat
 from abc import ABC, abstractmethod
 from collections import namedtuple
-from collections.abc import Callable, Sequence
 
 from linkprobe.modes import LinkMode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import ClassVar, Final, NamedTuple
 
     from typing_extensions import override
@@ -59,8 +59,20 @@ READ_FLAGS: Final[int] = os.O_RDONLY | _O_CLOEXEC | _O_BINARY | getattr(os, "O_N
 KEPT_MODE_BITS: Final[int] = 0o777
 _COPY_CHUNK: Final[int] = 1 << 20
 
-#: Writes a new file's content: (source fd, target fd, source size) -> None.
-Fill = Callable[[int, int, int], None]
+if TYPE_CHECKING:
+    #: Writes a new file's content: (source fd, target fd, source size) -> None.
+    Fill = Callable[[int, int, int], None]
+else:
+
+    def __getattr__(name):
+        # Fill exists at run time too, for backends written elsewhere, made at its first
+        # use: the command line's start-up has no other use for collections.abc.
+        if name != "Fill":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from collections.abc import Callable
+
+        globals()["Fill"] = fill = Callable[[int, int, int], None]
+        return fill
 
 
 if TYPE_CHECKING:

@@ -8,10 +8,11 @@ All derive from :class:`LinkprobeError`. Errors about bad input also derive from
 from __future__ import annotations
 
 import errno as _errno
-from collections.abc import Sequence
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from linkprobe.linker import LinkStats
     from linkprobe.modes import LinkMode
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Sequence
 
-from linkprobe.api import Fill, LinkBackend, ManyResult, SourceHints, override
+from linkprobe.api import LinkBackend, ManyResult, SourceHints, override
 from linkprobe.modes import LinkMode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Final
+
+    from linkprobe.api import Fill
 
 __all__ = ["FICLONE", "LinuxBackend"]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
 
 from linkprobe.errors import InvalidModeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Final
 
 __all__ = [

@@ -13,11 +13,10 @@ import os
 import sys
 from _thread import allocate_lock
 from collections import namedtuple
-from collections.abc import Sequence
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Final, NamedTuple
 
 __all__ = [

@@ -6,7 +6,6 @@ import errno
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping
 
 from linkprobe import _probe_cache
 from linkprobe._locate import Located, checked, locate
@@ -38,6 +37,7 @@ from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Final
 
 __all__ = [

@@ -10,7 +10,6 @@ import errno
 import os
 import stat
 from collections import namedtuple
-from collections.abc import Container, Sequence
 
 from linkprobe.errors import LinkFailedError, UnsupportedModeError
 from linkprobe.modes import LinkMode
@@ -18,6 +17,7 @@ from linkprobe.result import SideFacts, same_mount
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Container, Sequence
     from typing import Final, NamedTuple
 
 __all__ = [

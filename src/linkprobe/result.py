@@ -5,13 +5,13 @@ from __future__ import annotations
 import enum
 import errno as _errno
 from collections import namedtuple
-from collections.abc import Sequence
 
 from linkprobe.errors import InvalidModeError, NoUsableModeError, UnsupportedModeError
 from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_mode, parse_order
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any, NamedTuple
 
 __all__ = [
