@@ -307,6 +307,57 @@ def test_a_signal_during_the_interpreters_exit_prints_no_traceback() -> None:
     assert done.returncode == -signal.SIGINT, (done.returncode, done.stderr)
 
 
+#: A child that runs main_exit() as the console script does, after registering an atexit
+#: function and keeping an object whose __del__ runs only in the interpreter's teardown.
+_EXIT_CHILD = """
+import atexit, sys
+from linkprobe.cli import main_exit
+{before}
+class Teardown:
+    def __del__(self):
+        sys.stderr.write("teardown\\n")
+kept = Teardown()
+atexit.register(lambda: print("atexit ran"))
+main_exit()
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "before", "status", "teardown"),
+    [
+        ([], "", 0, False),
+        (["--format", "json"], "", 0, False),
+        (["--format", "env", "--env", ""], "", 2, False),
+        ([], "import threading", 0, True),  # a thread may have work left: the usual exit
+        (["--help"], "", 0, True),  # argparse's SystemExit: the usual exit
+    ],
+)
+def test_exit_skips_only_the_teardown(
+    pair: tuple[str, str], argv: list[str], before: str, status: int, teardown: bool
+) -> None:
+    """main_exit() ends the process without the interpreter's teardown (os._exit) once the
+    answer is out: atexit functions still run after it, stdout is flushed whole, the exit
+    status is the command's. With threads, or after a SystemExit, Python exits as usual."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("LINKPROBE_MODE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_CHILD.format(before=before), *argv, *pair],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == status, done.stderr
+    assert done.stdout.endswith("atexit ran\n")
+    answer = done.stdout.removesuffix("atexit ran\n")
+    if argv[:2] == ["--format", "json"]:
+        assert json.loads(answer)["mode"] is not None
+    elif status == 0 and not argv:
+        assert answer.strip() in {mode.value for mode in LinkMode}
+    assert ("teardown\n" in done.stderr) is teardown, done.stderr
+
+
 def test_the_audit_command_imports_no_dataclasses(tmp_path: Path) -> None:
     """The audit command races ``du -s`` (benchmarks/bench_audit.py): dataclasses (with
     inspect) alone cost it ~7 ms of start-up."""

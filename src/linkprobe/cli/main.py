@@ -154,4 +154,32 @@ def main_exit() -> None:
     # interpreter's own teardown, where Python reports a KeyboardInterrupt as "Exception
     # ignored in ..." with a traceback: let the kernel's default action end the process.
     default_signal_actions()
+    _exit_without_teardown(status)
     sys.exit(status)
+
+
+def _exit_without_teardown(status: int) -> None:
+    """End the process with ``status`` now, when the interpreter's teardown has nothing
+    left to do but free memory that the kernel frees anyway; else return.
+
+    Python's exit joins threads, runs the atexit functions, flushes stdout and stderr, then
+    tears down every module: ~2.5 ms of a 20 ms command line (as much again as ``import
+    enum``). The first three are done here (in that order), the last is skipped:
+    ``os._exit``. Not with threads (a probe with ``--timeout`` may have one to wait for),
+    nor ``-i``, nor when a flush fails: the usual exit reports that as always.
+    """
+    if "threading" in sys.modules or sys.flags.inspect:
+        return
+    import atexit
+
+    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_functions is None:  # an interpreter without it: exit the usual way
+        return
+    run_exit_functions()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(status)
