@@ -56,7 +56,8 @@ def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Pa
     """``linkprobe SOURCE TARGET`` (the mode format or text, no timeout): the results are
     named tuples, the timeout thread is started only with --timeout, and the command line
     is parsed without argparse (which imports re, gettext and locale); nor are contextlib,
-    signal (its enums) and collections.abc (annotations only) imported."""
+    signal (its enums), collections.abc (annotations only) and select (the mount table
+    is read once, not watched) imported."""
     source, target = tmp_path / "source", tmp_path / "target"
     source.mkdir()
     unwanted = (
@@ -67,6 +68,7 @@ def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Pa
         "inspect",
         "locale",
         "re",
+        "select",
         "signal",
         "threading",
         "typing",

@@ -170,6 +170,21 @@ def test_mount_table_is_a_fresh_list_of_the_live_table() -> None:
     assert mount_table() != []
 
 
+def test_an_unwatched_read_opens_no_watch() -> None:
+    """``mount_table(watch=False)`` (the command line's one probe): the same table, read
+    now; no watch descriptor opened, the watch's table and generation left as they were."""
+    watch = mounts_module._watch
+    forget_mount_table()  # no descriptor, no table
+    try:
+        generation = watch.generation
+        unwatched = mount_table(watch=False)
+        assert (watch.fd, watch.table, watch.generation) == (None, None, generation)
+        assert unwatched == mount_table()  # the watched read: the same table
+        assert watch.fd is not None
+    finally:
+        forget_mount_table()
+
+
 def test_a_closed_watch_descriptor_is_never_closed_again() -> None:
     """POLLNVAL: somebody closed our descriptor, and its number may be another file now."""
     watch = mounts_module._watch

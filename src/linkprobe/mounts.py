@@ -332,16 +332,17 @@ def mount_generation() -> int | None:
         return watch.current()
 
 
-def mount_table(mountinfo: str = _MOUNTINFO) -> list[Mount]:
+def mount_table(mountinfo: str = _MOUNTINFO, *, watch: bool = True) -> list[Mount]:
     """The live mount table.
 
     ``/proc/self/mountinfo`` is read once per process and again only after the kernel
     reported a change of the table (see :func:`mount_generation`), so every call sees
-    the mounts as they are now. Where that file cannot be watched, and for any other
-    ``mountinfo`` path, it is read at every call. Returns a new list each time.
+    the mounts as they are now. Where that file cannot be watched, for any other
+    ``mountinfo`` path, and with ``watch=False`` (a process that asks once: no watch to
+    open, nor the select module to import), it is read at every call. Returns a new
+    list each time.
     """
-    if mountinfo != _MOUNTINFO:
+    if mountinfo != _MOUNTINFO or not watch:
         return _read_table(mountinfo)
-    watch = _watch
-    with watch.lock:
-        return list(watch.read())
+    with _watch.lock:
+        return list(_watch.read())

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from linkprobe.cli._common import DEFAULT_ENV, EXIT_OK, UsageError, one_line, signals_as_exceptions, write
 from linkprobe.errors import NoUsableModeError, UnsupportedModeError
 from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_choice, requested_word
+from linkprobe.mounts import Mount, mount_table
 from linkprobe.probe import probe
 from linkprobe.result import Probe, missing_note
 
@@ -280,6 +281,10 @@ def _for_tool(args: Arguments) -> ForRequest:
     return wanted
 
 
+def _mounts_once() -> list[Mount]:
+    return mount_table(watch=False)
+
+
 def run(args: Arguments) -> int:
     """Probe, print the answer in ``args.format``; raise what the exit code is made from."""
     wanted = _for_tool(args) if args.tool is not None else None
@@ -294,7 +299,8 @@ def run(args: Arguments) -> int:
     if source is None or target is None:
         raise UsageError("the following arguments are required: SOURCE, TARGET (or --for TOOL)")
     with signals_as_exceptions():
-        result = probe(source, target, cache=False, timeout=args.timeout)
+        # One probe in this process: the mount table is read, not watched for changes.
+        result = probe(source, target, cache=False, timeout=args.timeout, mounts=_mounts_once)
     try:
         mode = result.require(request.mode, order=request.order)
     except (UnsupportedModeError, NoUsableModeError) as exc:
