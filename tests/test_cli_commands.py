@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
+import importlib
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from _stderr import error_line
@@ -31,6 +35,9 @@ from linkprobe.cli import main
 from linkprobe.cli._common import EXIT_BROKEN_PIPE, Terminated, UsageError
 from linkprobe.cli.main import COMMANDS, exit_status
 from linkprobe.cli.probe import SCHEMA_VERSION
+
+#: The module (``linkprobe.cli.main`` as an attribute is the function of that name).
+main_module = importlib.import_module("linkprobe.cli.main")
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -338,7 +345,9 @@ def test_exit_skips_only_the_teardown(
     """main_exit() ends the process without the interpreter's teardown (os._exit) once the
     answer is out: atexit functions still run after it, stdout is flushed whole, the exit
     status is the command's. With threads, or after a SystemExit, Python exits as usual."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # Coverage measuring the child (CI) imports threading there: the usual exit, always.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
     env.pop("LINKPROBE_MODE", None)
     done = subprocess.run(
         [sys.executable, "-c", _EXIT_CHILD.format(before=before), *argv, *pair],
@@ -356,6 +365,66 @@ def test_exit_skips_only_the_teardown(
     elif status == 0 and not argv:
         assert answer.strip() in {mode.value for mode in LinkMode}
     assert ("teardown\n" in done.stderr) is teardown, done.stderr
+
+
+class ExitCalledError(Exception):
+    """Raised by the stand-in for os._exit: the process would have ended here."""
+
+
+@pytest.fixture
+def exit_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """_exit_without_teardown in this process: no threading module (as in a plain CLI run),
+    atexit functions and os._exit recorded instead of run."""
+    calls: list[str] = []
+
+    def fake_exit(status: int) -> None:
+        calls.append(f"_exit {status}")
+        raise ExitCalledError
+
+    monkeypatch.delitem(sys.modules, "threading")
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    return calls
+
+
+def test_exit_without_teardown_runs_atexit_then_ends(exit_calls: list[str]) -> None:
+    with pytest.raises(ExitCalledError):
+        main_module._exit_without_teardown(3)
+    assert exit_calls == ["atexit", "_exit 3"]
+
+
+def test_exit_without_teardown_returns_when_a_flush_fails(
+    exit_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stdout cannot take what is left (a full disk): the usual exit says so."""
+
+    class Full(io.StringIO):
+        def flush(self) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    main_module._exit_without_teardown(0)
+    assert exit_calls == ["atexit"]
+
+
+def test_exit_without_teardown_returns_without_run_exitfuncs(
+    exit_calls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(atexit, "_run_exitfuncs")
+    main_module._exit_without_teardown(0)
+    assert exit_calls == []
+
+
+@pytest.mark.parametrize("reason", ["threading", "inspect"])
+def test_exit_without_teardown_returns_with_threads_or_i(
+    exit_calls: list[str], monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    if reason == "threading":
+        monkeypatch.setitem(sys.modules, "threading", threading)
+    else:
+        monkeypatch.setattr(sys, "flags", mock.Mock(inspect=1))
+    main_module._exit_without_teardown(0)
+    assert exit_calls == []
 
 
 def test_the_audit_command_imports_no_dataclasses(tmp_path: Path) -> None:

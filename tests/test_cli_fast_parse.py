@@ -40,9 +40,10 @@ def argparse_namespace(argv: list[str], *, named: bool = False) -> dict[str, obj
     parser = main_module._parser("probe", probe_command, named=named, arguments=argv)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
-            return vars(parser.parse_args(argv))
+            parsed: dict[str, object] = vars(parser.parse_args(argv))
         except SystemExit:
             return None
+    return parsed
 
 
 def test_options_are_the_parsers_options() -> None:
