@@ -386,7 +386,8 @@ def probe(
 
     Results are cached by the given paths unless ``cache`` is False. A cached result is
     used only while both paths stat the same (device, inode, mode bits, owner) and the
-    mount table is unchanged (:func:`linkprobe.mounts.mount_generation`).
+    mount table is unchanged (:func:`linkprobe.mounts.mount_generation`). A cached answer is
+    returned at once, also with ``timeout``.
 
     With ``timeout`` (seconds), the probe runs in a daemon thread and returns by then
     whatever happens: modes without an answer get :attr:`Status.TIMED_OUT`, auto then
