@@ -314,48 +314,54 @@ def test_a_signal_during_the_interpreters_exit_prints_no_traceback() -> None:
     assert done.returncode == -signal.SIGINT, (done.returncode, done.stderr)
 
 
-#: A child that runs main_exit() as the console script does, after registering an atexit
-#: function and keeping an object whose __del__ runs only in the interpreter's teardown.
-_EXIT_CHILD = """
+#: Imported by site at the start of the child: an atexit function, and an object whose
+#: __del__ runs only in the interpreter's teardown.
+_SITECUSTOMIZE = """
 import atexit, sys
-from linkprobe.cli import main_exit
-{before}
 class Teardown:
     def __del__(self):
         sys.stderr.write("teardown\\n")
 kept = Teardown()
 atexit.register(lambda: print("atexit ran"))
-main_exit()
 """
+#: Ways to run the command: python -m; the console script's code (pip's wrapper), alone and
+#: in a program that imported threading; runpy.run_module inside a program that may go on.
+_HOW = {
+    "-m": ["-m", "linkprobe"],
+    "script": ["-c", "import sys; from linkprobe.cli import main_exit; sys.exit(main_exit())"],
+    "threads": ["-c", "import sys, threading; from linkprobe.cli import main_exit; sys.exit(main_exit())"],
+    "run_module": ["-c", "import runpy; runpy.run_module('linkprobe', run_name='__main__', alter_sys=True)"],
+}
 
 
 @pytest.mark.parametrize(
-    ("argv", "before", "status", "teardown"),
+    ("how", "argv", "status", "teardown"),
     [
-        ([], "", 0, False),
-        (["--format", "json"], "", 0, False),
-        (["--format", "env", "--env", ""], "", 2, False),
-        ([], "import threading", 0, True),  # a thread may have work left: the usual exit
-        (["--help"], "", 0, True),  # argparse's SystemExit: the usual exit
+        ("-m", [], 0, False),
+        ("-m", ["--format", "json"], 0, False),
+        ("-m", ["--format", "env", "--env", ""], 2, False),
+        ("script", [], 0, False),
+        ("threads", [], 0, True),  # a thread may have work left: the usual exit
+        ("-m", ["--help"], 0, True),  # argparse's SystemExit: the usual exit
+        ("run_module", [], 0, True),  # the caller may go on after the SystemExit
     ],
 )
 def test_exit_skips_only_the_teardown(
-    pair: tuple[str, str], argv: list[str], before: str, status: int, teardown: bool
+    pair: tuple[str, str], tmp_path: Path, how: str, argv: list[str], status: int, teardown: bool
 ) -> None:
     """main_exit() ends the process without the interpreter's teardown (os._exit) once the
-    answer is out: atexit functions still run after it, stdout is flushed whole, the exit
-    status is the command's. With threads, or after a SystemExit, Python exits as usual."""
+    answer is out, when the program itself called it: atexit functions still run after the
+    answer, stdout is flushed whole, the exit status is the command's. With threads, after
+    a SystemExit, or called from code that may go on, Python exits as usual."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     # Coverage measuring the child (CI) imports threading there: the usual exit, always.
     env = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *sys.path])
     env.pop("LINKPROBE_MODE", None)
     done = subprocess.run(
-        [sys.executable, "-c", _EXIT_CHILD.format(before=before), *argv, *pair],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
+        [sys.executable, *_HOW[how], *argv, *pair], capture_output=True, text=True, env=env, timeout=60, check=False
     )
     assert done.returncode == status, done.stderr
     assert done.stdout.endswith("atexit ran\n")
@@ -367,6 +373,10 @@ def test_exit_skips_only_the_teardown(
     assert ("teardown\n" in done.stderr) is teardown, done.stderr
 
 
+#: The real check, before the fixture below stands in for it.
+_CALLED_BY_THE_PROGRAM = main_module._called_by_the_program
+
+
 class ExitCalledError(Exception):
     """Raised by the stand-in for os._exit: the process would have ended here."""
 
@@ -374,7 +384,7 @@ class ExitCalledError(Exception):
 @pytest.fixture
 def exit_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """_exit_without_teardown in this process: no threading module (as in a plain CLI run),
-    atexit functions and os._exit recorded instead of run."""
+    called as by the program itself, atexit functions and os._exit recorded instead of run."""
     calls: list[str] = []
 
     def fake_exit(status: int) -> None:
@@ -382,6 +392,7 @@ def exit_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise ExitCalledError
 
     monkeypatch.delitem(sys.modules, "threading")
+    monkeypatch.setattr(main_module, "_called_by_the_program", lambda: True)
     monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
     monkeypatch.setattr(os, "_exit", fake_exit)
     return calls
@@ -415,14 +426,20 @@ def test_exit_without_teardown_returns_without_run_exitfuncs(
     assert exit_calls == []
 
 
-@pytest.mark.parametrize("reason", ["threading", "inspect"])
-def test_exit_without_teardown_returns_with_threads_or_i(
+@pytest.mark.parametrize("reason", ["threading", "inspect", "caller", "no _getframe", "shallow stack"])
+def test_exit_without_teardown_returns_with_threads_or_i_or_another_caller(
     exit_calls: list[str], monkeypatch: pytest.MonkeyPatch, reason: str
 ) -> None:
     if reason == "threading":
         monkeypatch.setitem(sys.modules, "threading", threading)
-    else:
+    elif reason == "inspect":
         monkeypatch.setattr(sys, "flags", mock.Mock(inspect=1))
+    else:  # called from this test function, not from a program's top level
+        monkeypatch.setattr(main_module, "_called_by_the_program", _CALLED_BY_THE_PROGRAM)
+        if reason == "no _getframe":
+            monkeypatch.delattr(sys, "_getframe")
+        elif reason == "shallow stack":
+            monkeypatch.setattr(sys, "_getframe", mock.Mock(side_effect=ValueError("call stack is not deep enough")))
     main_module._exit_without_teardown(0)
     assert exit_calls == []
 

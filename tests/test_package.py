@@ -21,18 +21,21 @@ import linkprobe
 _PACKAGE_PARENT = str(Path(linkprobe.__file__).resolve().parent.parent)
 
 #: Run by the child: import the CLI, then run the documented `python -m linkprobe SOURCE TARGET`.
-#: That ends the process (main_exit), so the child reports from an atexit function, which
-#: runs after the command, as in any exit.
 _CHILD = """
-import atexit, json, runpy, sys
+import json, runpy, sys
 sys.path.insert(0, {parent!r})
 import linkprobe.cli
 after_import = "typing" in sys.modules
 dataclasses_after_import = "dataclasses" in sys.modules
 sys.argv = ["linkprobe", "--format", "json", {source!r}, {target!r}]
-atexit.register(lambda: print(json.dumps({{"after_import": after_import, "after_probe": "typing" in sys.modules,
-                  "dataclasses": [dataclasses_after_import, "dataclasses" in sys.modules]}})))
-runpy.run_module("linkprobe", run_name="__main__", alter_sys=True)
+try:
+    runpy.run_module("linkprobe", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print(json.dumps({{"after_import": after_import, "after_probe": "typing" in sys.modules, "code": code,
+                  "dataclasses": [dataclasses_after_import, "dataclasses" in sys.modules]}}))
 """
 
 
@@ -48,7 +51,7 @@ def test_cli_start_up_does_not_import_typing(tmp_path: Path) -> None:
     *probe_output, verdict = done.stdout.splitlines()
     seen = json.loads(verdict)
     assert json.loads("\n".join(probe_output))["best"] is not None  # the probe really ran
-    assert seen == {"after_import": False, "after_probe": False, "dataclasses": [False, False]}
+    assert seen == {"after_import": False, "after_probe": False, "code": 0, "dataclasses": [False, False]}
 
 
 @pytest.mark.parametrize("options", [[], ["--format", "text"]])
@@ -62,6 +65,7 @@ def test_default_cli_path_imports_neither_dataclasses_nor_threading(tmp_path: Pa
     source.mkdir()
     unwanted = (
         "argparse",
+        "collections.abc",
         "contextlib",
         "dataclasses",
         "gettext",

@@ -107,18 +107,20 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------------ concurrency
 
-#: One worker: imports first, waits at the barrier (a line on stdin), then runs the
-#: command N times in this process: main(), what ``python -m linkprobe`` runs (and then
-#: ends the process, so it cannot be run twice in one).
+#: One worker: imports first, waits at the barrier (a line on stdin), then runs
+#: ``python -m linkprobe`` N times in this process through runpy, exactly as ``-m`` does.
 _WORKER = """
-import sys
+import runpy, sys
 source, target, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-from linkprobe.cli import main
+import linkprobe.cli
 print("ready", flush=True)
 sys.stdin.readline()
 for _ in range(runs):
-    status = main(["--format", "json", source, target])
-    print(f"exit {status}", file=sys.stderr)
+    sys.argv = ["linkprobe", "--format", "json", source, target]
+    try:
+        runpy.run_module("linkprobe", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        print(f"exit {exc.code}", file=sys.stderr)
     print("\\x1e", flush=True)
 """
 

@@ -166,9 +166,10 @@ def _exit_without_teardown(status: int) -> None:
     tears down every module: ~2.5 ms of a 20 ms command line (as much again as ``import
     enum``). The first three are done here (in that order), the last is skipped:
     ``os._exit``. Not with threads (a probe with ``--timeout`` may have one to wait for),
-    nor ``-i``, nor when a flush fails: the usual exit reports that as always.
+    nor ``-i``, nor when a flush fails: the usual exit reports that as always; nor when
+    main_exit() was called by code that may go on (see _called_by_the_program).
     """
-    if "threading" in sys.modules or sys.flags.inspect:
+    if "threading" in sys.modules or sys.flags.inspect or not _called_by_the_program():
         return
     import atexit
 
@@ -183,3 +184,31 @@ def _exit_without_teardown(status: int) -> None:
     except (OSError, ValueError):
         return
     os._exit(status)
+
+
+#: The frames of ``python -m``: runpy's _run_module_as_main, which runs the module's code.
+_RUNPY_MAIN: Final[frozenset[str]] = frozenset({"_run_module_as_main", "_run_code"})
+
+
+def _called_by_the_program() -> bool:
+    """Whether main_exit() was called by the top level of the program itself: a console
+    script, ``python -c``, or ``python -m linkprobe`` (through runpy's own frames only).
+
+    Called by anything else (a profiler or debugger running the module, runpy.run_module
+    in a test), the caller may still have work to do after the SystemExit: no os._exit.
+    """
+    getframe = getattr(sys, "_getframe", None)
+    if getframe is None:
+        return False
+    try:
+        frame = getframe(3)  # this function, _exit_without_teardown, main_exit, then its caller
+    except ValueError:  # main_exit called with no Python code above it
+        return False
+    if frame.f_code.co_name != "<module>":
+        return False
+    frame = frame.f_back
+    while frame is not None:
+        if frame.f_globals.get("__name__") != "runpy" or frame.f_code.co_name not in _RUNPY_MAIN:
+            return False
+        frame = frame.f_back
+    return True
