@@ -131,16 +131,20 @@ class PairTable:
         return pair
 
     def child(
-        self, pair: Pair, entry: os.DirEntry[str], target_path: str, real_source_dir: str, real_target_dir: str
+        self, pair: Pair, entry: os.DirEntry[str], target_path: str, real_source_child: str, real_target_child: str
     ) -> Pair:
-        """A subdirectory keeps its parent's pair unless it is another mount or device."""
+        """A subdirectory keeps its parent's pair unless it is another mount or device.
+        ``real_source_child``/``real_target_child``: ``entry`` and ``target_path`` with
+        symlinks resolved (the walk knows them from the parents' resolved paths)."""
         points = self.mount_points()
-        source_child = os.path.join(real_source_dir, entry.name)
-        target_child = os.path.join(real_target_dir, entry.name)
         # Mount points are few: compare strings first, and only stat when one matches or
         # the device changed (btrfs subvolumes, nested mounts).
         parent_dev = pair.probe.source.st_dev
-        if source_child in points or target_child in points or entry.stat(follow_symlinks=False).st_dev != parent_dev:
+        if (
+            real_source_child in points
+            or real_target_child in points
+            or entry.stat(follow_symlinks=False).st_dev != parent_dev
+        ):
             return self.pair_for(entry.path, target_path)
         return pair
 

@@ -291,7 +291,7 @@ class Linker:
                         pool = _pool(self._workers or decided)
                     futures.append(pool.submit(self._run_batch, batch, run))
                 else:
-                    self._run_batch(batch, run)
+                    self._run_batch(batch, run, tally)
                 if run.warnings:
                     run.emit_warnings(stacklevel=3)
             for future in futures:
@@ -356,44 +356,58 @@ class Linker:
         where the filesystem reports DT_UNKNOWN), with hints link(2) never reads. The files
         get real hints before any other mode makes them. Their bytes are not counted either:
         that would take the lstat back, 2.2 us of the 6-8 us a hard link costs here
-        (docs/benchmarks.md), and they add no data of their own.
+        (docs/benchmarks.md), and they add no data of their own. With real hints the
+        entries are not returned: nothing asks for them again.
         """
         pair, target_dir = batch.pair, batch.target_dir
-        linking = pair.mode is LinkMode.HARDLINK
-        umask = None if linking else self._batch_umask(run, target_dir)
         regular: list[os.DirEntry[str]] = []
         files: list[tuple[str, SourceHints]] = []
+        if pair.mode is LinkMode.HARDLINK:
+            for entry in batch.entries:
+                if not entry.is_file(follow_symlinks=False):  # d_type (or an lstat on DT_UNKNOWN)
+                    if entry.is_symlink():
+                        self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
+                        continue
+                    self._refuse_special(pair, entry, target_dir)
+                regular.append(entry)
+                files.append((entry.name, _LINK_ONLY))
+            return regular, files, False
+        umask = self._batch_umask(run, target_dir)
+        hints = SourceHints._make  # the C tuple constructor: a third of SourceHints(...)'s cost
+        size_total = 0
         for entry in batch.entries:
             if entry.is_symlink():
                 self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
                 continue
-            if not (linking and entry.is_file(follow_symlinks=False)):
-                info = entry.stat(follow_symlinks=False)
-                if not stat.S_ISREG(info.st_mode):
-                    problem = source_problem(info.st_mode, tree=False)
-                    if problem is not None:
-                        target_path = os.path.join(target_dir, entry.name)
-                        raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
-                if not linking:
-                    regular.append(entry)
-                    files.append(
-                        (entry.name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, umask))
-                    )
-                    tally.bytes += info.st_size
-                    continue
-            regular.append(entry)
-            files.append((entry.name, _LINK_ONLY))
-        return regular, files, not linking
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                self._refuse_special(pair, entry, target_dir)
+            size = info.st_size
+            files.append((entry.name, hints((info.st_mode & KEPT_MODE_BITS, size, umask))))
+            size_total += size
+        tally.bytes += size_total
+        return regular, files, True
 
-    def _run_batch(self, batch: Batch, run: Run) -> None:
+    def _refuse_special(self, pair: Pair, entry: os.DirEntry[str], target_dir: str) -> None:
+        """Raise the error naming ``entry`` if it is not a regular file (a FIFO, a device, a
+        socket: nothing to link or copy); return if it is one after all."""
+        info = entry.stat(follow_symlinks=False)
+        problem = None if stat.S_ISREG(info.st_mode) else source_problem(info.st_mode, tree=False)
+        if problem is not None:
+            target_path = os.path.join(target_dir, entry.name)
+            raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
+
+    def _run_batch(self, batch: Batch, run: Run, tally: Tally | None = None) -> None:
         """Materialise the regular files and symlinks of one batch (one directory).
 
         link_tree's hot path: the regular files go to the backend in one ``make_many``
         call, which on Linux works relative to directory descriptors. A failed file comes
         back with its error and goes through the same rules as :meth:`link`
-        (``_recover``); then the rest continue.
+        (``_recover``); then the rest continue. ``tally``: the calling thread's counts (a
+        worker's batch gets its own).
         """
-        tally = run.tally()
+        if tally is None:
+            tally = run.tally()
         stop = run.stop
         pair, source_dir, target_dir = batch.pair, batch.source_dir, batch.target_dir
         try:
