@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
+from _thread import allocate_lock  # threading's Lock, without importing threading
 
 from linkprobe._link_results import Fallback
 from linkprobe.errors import LinkFailedError, NoUsableModeError
@@ -38,7 +38,7 @@ class Pair:
         self.mode = mode
         self.explicit = explicit
         self.warned_symlinks = False
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
 
     def explain(self, mode: LinkMode, code: int, source: str, target: str) -> str:
         """The reason ``mode`` failed with ``code`` from ``source`` to ``target``. The probe
@@ -73,7 +73,7 @@ class PairTable:
         self.prefer = prefer
         self.env = env
         self.backend = backend
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
         self.pairs: dict[tuple[object, ...], Pair] = {}
         self.dir_pairs: dict[tuple[str, str], Pair] = {}
         self.fallbacks: list[Fallback] = []

@@ -14,7 +14,6 @@ module does the files themselves and the rules for one failed file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -221,8 +220,7 @@ class Linker:
             left = run.undo()
             if isinstance(exc, LinkprobeError):
                 exc.not_removed = left
-            with contextlib.suppress(Warning):  # the failure matters more than a warning filter
-                run.emit_warnings(stacklevel=2)
+            run.emit_warnings_after_failure(stacklevel=2)
             raise
         run.emit_warnings(stacklevel=2)
         return mode
@@ -284,7 +282,7 @@ class Linker:
             # over the workers instead of queueing in one batch of a directory.
             sizes = decided > 1 or (self._workers or 1) > 1
             for batch in walk.batches(self._pairs, pair, tally, run, sizes=sizes):
-                if run.stop.is_set():
+                if run.stopped:
                     break
                 if self._threads_for(batch, decided):
                     if pool is None:
@@ -299,7 +297,7 @@ class Linker:
                 if run.warnings:
                     run.emit_warnings(stacklevel=3)
         except BaseException:
-            run.stop.set()
+            run.stopped = True
             for future in futures:
                 future.cancel()
             raise
@@ -314,8 +312,7 @@ class Linker:
         """Undo ``run`` after ``exc`` and return the exception to raise: a LinkprobeError
         carrying the partial stats (an OSError of the walk is wrapped into one)."""
         left = run.undo()
-        with contextlib.suppress(Warning):  # the failure matters more than a warning filter
-            run.emit_warnings(stacklevel=3)
+        run.emit_warnings_after_failure(stacklevel=3)
         error: BaseException = exc
         if isinstance(exc, OSError) and not isinstance(exc, LinkprobeError):
             error = LinkFailedError(
@@ -408,13 +405,12 @@ class Linker:
         """
         if tally is None:
             tally = run.tally()
-        stop = run.stop
         pair, source_dir, target_dir = batch.pair, batch.source_dir, batch.target_dir
         try:
             # One read of pair.mode decides the hints: another worker may step it down.
             regular, files, hinted = self._regular_files(batch, tally, run)
             start = 0
-            while start < len(files) and not stop.is_set():
+            while start < len(files) and not run.stopped:
                 mode = pair.mode
                 if not hinted and mode is not LinkMode.HARDLINK:  # stepped down from hardlink
                     files[start:] = self._hinted(regular[start:], self._batch_umask(run, target_dir))
@@ -444,7 +440,7 @@ class Linker:
                     tally.bytes += hints.size
                 start = done + 1
         except BaseException:
-            stop.set()
+            run.stopped = True
             raise
 
     def _copy_symlink(self, pair: Pair, source_path: str, target_path: str, tally: Tally, run: Run) -> None:
