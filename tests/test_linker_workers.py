@@ -233,6 +233,26 @@ def test_files_changed_after_the_walk_are_copied_as_they_are_then(tmp_path: Path
     assert (tmp_path / "out" / "f3.bin").read_bytes() == changed["f3.bin"]
 
 
+def test_default_acls_are_asked_for_once_per_directory_the_call_did_not_make(tmp_path: Path) -> None:
+    """acl(5): a new directory has its parent's default ACL, so below the nearest directory
+    that was there before, whether new files get the umask is known without asking."""
+    source = tmp_path / "cache"
+    source.mkdir()
+    for package in ("a", "a/sub", "b"):
+        make_files(source / package, 3, 100)
+    (tmp_path / "out" / "b").mkdir(parents=True)  # there before the call
+    asked: list[str] = []
+
+    class Asking(LinuxBackend):
+        def has_default_acl(self, directory: str) -> bool:
+            asked.append(directory)
+            return super().has_default_acl(directory)
+
+    stats = Linker("copy", env=None, backend=Asking()).link_tree(source, tmp_path / "out")
+    assert stats.copied == 9
+    assert sorted(asked) == [str(tmp_path / "out"), str(tmp_path / "out" / "b")]
+
+
 def test_the_linker_imports_logging_and_threads_only_when_used(tmp_path: Path) -> None:
     """logging comes with the first warning record, concurrent.futures with the first pool."""
     code = (

@@ -84,6 +84,10 @@ class Run:
         self.umask = umask
         self.tallies: list[Tally] = []
         self.directories: list[str] = []
+        #: The same directories, to look up: they have their parent's default ACL, if any.
+        self.made_directories: set[str] = set()
+        #: Whether new files in a target directory take their bits from a default ACL.
+        self.default_acl: dict[str, bool] = {}
         self.runs: list[MadeRun] = []
         #: (mode, source, target) of single files; mode None: a symlink of the source tree.
         self.files: list[tuple[LinkMode | None, str, str]] = []

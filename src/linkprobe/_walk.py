@@ -161,6 +161,7 @@ def make_directory(path: str, tally: Tally, mode: LinkMode, source_path: str, ru
         reason = explain_name_too_long((path,)) if code == errno.ENAMETOOLONG else exc.strerror or str(exc)
         raise LinkFailedError(mode, source_path, path, code, reason) from exc
     run.directories.append(path)
+    run.made_directories.add(path)
     tally.directories += 1
     return True
 

@@ -337,9 +337,32 @@ class Linker:
 
     def _batch_umask(self, run: Run, target_dir: str) -> int | None:
         """The umask new files in ``target_dir`` get, or None: check every new file."""
-        if run.umask is not None and self._backend.has_default_acl(target_dir):
+        if run.umask is not None and self._default_acl(run, target_dir):
             return None  # the ACL, not the umask, cuts the bits there
         return run.umask
+
+    def _default_acl(self, run: Run, directory: str) -> bool:
+        """Whether new files in ``directory`` take their permission bits from a default ACL.
+
+        A directory this call made has its parent's default ACL as its own, or none if the
+        parent has none (acl(5), "OBJECT CREATION AND DEFAULT ACLs"), so the filesystem is
+        asked once for the nearest directory the call did not make, and the answer holds
+        for every directory made below it. A parent spelled differently (``out/`` against
+        ``out``) is only asked again.
+        """
+        chain: list[str] = []
+        known = run.default_acl.get(directory)
+        while known is None:
+            chain.append(directory)
+            parent = os.path.dirname(directory)
+            if directory not in run.made_directories or parent == directory:
+                known = self._backend.has_default_acl(directory)
+                break
+            directory = parent
+            known = run.default_acl.get(directory)
+        for path in chain:
+            run.default_acl[path] = known
+        return known
 
     def _regular_files(
         self, batch: Batch, tally: Tally, run: Run
@@ -373,11 +396,11 @@ class Linker:
         hints = SourceHints._make  # the C tuple constructor: a third of SourceHints(...)'s cost
         size_total = 0
         for entry in batch.entries:
-            if entry.is_symlink():
-                self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
-                continue
-            info = entry.stat(follow_symlinks=False)
+            info = entry.stat(follow_symlinks=False)  # the walk's lstat, when it measured sizes
             if not stat.S_ISREG(info.st_mode):
+                if stat.S_ISLNK(info.st_mode):
+                    self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
+                    continue
                 self._refuse_special(pair, entry, target_dir)
             size = info.st_size
             files.append((entry.name, hints((info.st_mode & KEPT_MODE_BITS, size, umask))))
