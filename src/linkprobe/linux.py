@@ -121,11 +121,12 @@ class LinuxBackend(LinkBackend):
 
     @override
     def umask(self) -> int | None:
-        # /proc/self/status has "Umask:" since Linux 4.7; reading it changes nothing.
+        # /proc/self/status has "Umask:" since Linux 4.7; reading it changes nothing. Read
+        # as bytes: a text file would import the ascii codec (~0.2 ms) for one number.
         try:
-            with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            with open("/proc/self/status", "rb") as status:
                 for line in status:
-                    if line.startswith("Umask:"):
+                    if line.startswith(b"Umask:"):
                         return int(line.split()[1], 8)
         except (OSError, ValueError, IndexError):
             pass
