@@ -163,6 +163,28 @@ def test_a_subclass_overriding_one_file_methods_sees_every_file(tmp_path: Path) 
     assert backend.seen == list(NAMES)
 
 
+@NEEDS_LINUX_SYSCALLS
+def test_a_subclass_overriding_copy_data_sees_every_copy(tmp_path: Path) -> None:
+    """The copy fast path writes copy_data's common case out; a backend that overrides
+    copy_data (to count, or to copy another way) gets the per-file loop instead."""
+
+    class Counting(LinuxBackend):
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def copy_data(self, source_fd: int, target_fd: int, size: int) -> None:
+            self.sizes.append(size)
+            super().copy_data(source_fd, target_fd, size)
+
+    files = make_source(tmp_path / "src")
+    (tmp_path / "dst").mkdir()
+    backend = Counting()
+    assert backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(tmp_path / "dst"), files) == (5, None)
+    assert backend.sizes == [hints.size for _, hints in files]
+    for name in NAMES:
+        assert (tmp_path / "dst" / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
+
+
 def test_symlink_mode_links_to_absolute_paths(tmp_path: Path) -> None:
     files = make_source(tmp_path / "src")
     (tmp_path / "dst").mkdir()
