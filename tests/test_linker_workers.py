@@ -268,6 +268,32 @@ def test_the_linker_imports_logging_and_threads_only_when_used(tmp_path: Path) -
     assert done.stdout.split() == ["False", "False", "False", "False"]
 
 
+def test_linking_a_tree_imports_no_threading_warnings_or_importlib(tmp_path: Path) -> None:
+    """A process that only links a tree pays for no module it does not use: the stop flag is
+    an attribute, the locks are _thread's, warnings comes with the first warning."""
+    import linkprobe
+
+    source = make_files(tmp_path / "files", 3, 100)
+    # -I -S: no site, so no .pth file (coverage's, in CI) imports anything before us.
+    package_parent = os.path.dirname(os.path.dirname(linkprobe.__file__))
+    code = (
+        f"import sys; sys.path.insert(0, {package_parent!r})\n"
+        "from linkprobe import Linker\n"
+        "Linker('hardlink', env=None).link_tree(sys.argv[1], sys.argv[2])\n"
+        "Linker('copy', env=None).link_tree(sys.argv[1], sys.argv[3])\n"
+        "print(sorted(name for name in ('threading', 'warnings', 'importlib', 'logging') if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(source), str(tmp_path / "a"), str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["[]"]
+    assert_same_files(source, tmp_path / "b")
+
+
 def test_link_stats_and_fallback_are_immutable_named_tuples() -> None:
     from linkprobe import Fallback, LinkStats
 
