@@ -324,26 +324,51 @@ def _writable_directory(path: str) -> None:
     os.chmod(path, stat.S_IRWXU)
 
 
+#: What shutil.rmtree may pass its error handler that removes a name, and so may be retried
+#: once the parent is writable. Anything else (os.open, os.scandir, os.lstat, os.close,
+#: os.path.islink) removed nothing, and cannot be called again with the path alone:
+#: os.open needs flags, os.close a descriptor (TypeError), os.scandir would open one.
+_REMOVALS: Final[tuple[Callable[..., object], ...]] = (os.unlink, os.remove, os.rmdir)
+
+
 def _remove_tree(path: str) -> None:
-    """Remove a scratch tree; a tree that is already gone is not an error."""
+    """Remove a scratch tree; a tree that is already gone is not an error.
+
+    SIGINT and SIGTERM wait until it is done. shutil.rmtree of Python 3.10 to 3.12 closes
+    each directory descriptor and only then notes that it did (``os.close(dirfd)``, then
+    ``dirfd_closed = True``, in Lib/shutil.py): a KeyboardInterrupt raised between the two
+    makes its ``finally`` close that number again, which fails with EBADF and replaces the
+    KeyboardInterrupt (3.10, 3.11; on 3.12 the EBADF goes to the error handler), or closes
+    another thread's file that got the number meanwhile. 3.13 takes each descriptor off
+    its stack before closing it. Waiting costs an interrupted run nothing: the tree is
+    removed on the way out anyway.
+    """
 
     def retry_writable(function: Callable[..., object], name: str, error: object) -> None:
+        # onerror (3.10, 3.11) is given sys.exc_info(), onexc (3.12 on) the exception.
+        exc = error[1] if isinstance(error, tuple) else error
+        if isinstance(exc, FileNotFoundError):
+            return  # removed meanwhile: what was wanted
+        if function not in _REMOVALS:
+            if isinstance(exc, BaseException):
+                raise exc
+            return
         # A umask that takes the owner's write bit (0o2xx) leaves the directories that
         # link_tree creates without it: as a non-root user their entries cannot be
         # unlinked until the directory is writable again.
-        del error
         parent = os.path.dirname(name)
         with contextlib.suppress(OSError):
             os.chmod(parent, 0o700)
         with contextlib.suppress(FileNotFoundError):
             function(name)
 
-    if not os.path.lexists(path):
-        return
-    if sys.version_info >= (3, 12):  # onerror is deprecated from 3.12 on
-        shutil.rmtree(path, onexc=retry_writable)
-    else:
-        shutil.rmtree(path, onerror=retry_writable)
+    with _signals_held():
+        if not os.path.lexists(path):
+            return
+        if sys.version_info >= (3, 12):  # onerror is deprecated from 3.12 on
+            shutil.rmtree(path, onexc=retry_writable)
+        else:
+            shutil.rmtree(path, onerror=retry_writable)
 
 
 def _settle(directory: str) -> None:
