@@ -371,7 +371,8 @@ def _remove_by_descriptor(path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return
-    # (descriptor, name in the parent, subdirectories still to remove) from the top down.
+    # (descriptor, name in the parent, subdirectories still to remove) from the top down;
+    # each descriptor is on it before its directory is read, which may fail.
     stack: list[tuple[int, str, list[str]]] = [(top, path, [])]
     try:
         stack[-1] = (top, path, _remove_files(top))
