@@ -21,6 +21,13 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from hypothesis import settings
+
+# Test machines are shared and their speed varies: a pure function that takes longer than
+# hypothesis's 200 ms per example there is noise, not a finding (and a flaky CI). Speed is
+# measured in benchmarks/, never here. Everything else stays as hypothesis's defaults.
+settings.register_profile("linkprobe", deadline=None)
+settings.load_profile("linkprobe")
 
 # tests/ has no __init__.py, so the default "prepend" import mode puts this
 # directory on sys.path; with --import-mode=importlib it does not, and

@@ -58,6 +58,41 @@ def test_a_hit_runs_nothing_and_is_the_same_result(pair: tuple[Path, Path]) -> N
     assert again is first
 
 
+def test_a_hit_with_a_timeout_starts_no_thread(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    source, target = pair
+    first = probe(source, target, timeout=5)
+    probe_module = importlib.import_module("linkprobe.probe")
+
+    def no_thread(*args: object) -> bool:
+        raise AssertionError("a cached answer needs no thread")
+
+    monkeypatch.setattr(probe_module, "run_in_thread", no_thread)
+    assert probe(source, target, timeout=5) is first
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf")])
+def test_a_bad_timeout_is_refused_even_when_the_answer_is_cached(pair: tuple[Path, Path], timeout: float) -> None:
+    source, target = pair
+    probe(source, target)
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        probe(source, target, timeout=timeout)
+
+
+def test_a_change_seen_by_another_thread_drops_the_cache_for_all(pair: tuple[Path, Path]) -> None:
+    """One thread's poll takes the kernel's event (mounts_poll() resets it): the other
+    threads must still miss, through the generation it moved on."""
+    source, target = pair
+    backend = Counting()
+    probe(source, target, backend=backend)
+    events = [[(0, 0x8)]]  # POLLPRI, once
+    mounts_module._watch.poll = lambda timeout: events.pop() if events else []
+    seen = threading.Thread(target=mount_generation)
+    seen.start()
+    seen.join(10)
+    probe(source, target, backend=backend)
+    assert backend.runs == 2
+
+
 def test_no_cache_probes_every_time(pair: tuple[Path, Path]) -> None:
     source, target = pair
     backend = Counting()

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CACHE_LIMIT", "Entry", "clear", "hit", "key", "store"]
 
+#: POSIX paths are absolute exactly when they start with "/" (posixpath.isabs).
+_POSIX: Final[bool] = os.path.sep == "/" and os.name == "posix"
 #: Cached probes kept at most; the oldest goes first.
 CACHE_LIMIT: Final[int] = 256
 
@@ -35,23 +37,33 @@ def clear() -> None:
 
 
 def key(given_source: str, given_target: str) -> tuple[str, ...]:
-    if os.path.isabs(given_source) and os.path.isabs(given_target):
+    """The paths as given, and the working directory when either is relative."""
+    if _POSIX:  # posixpath.isabs's own rule, without its two calls per path
+        absolute = given_source.startswith("/") and given_target.startswith("/")
+    else:
+        absolute = os.path.isabs(given_source) and os.path.isabs(given_target)
+    if absolute:
         return (given_source, given_target)
     return (given_source, given_target, os.getcwd())
 
 
 def hit(cache_key: tuple[str, ...], generation: int | None) -> Probe | None:
-    """The cached probe for ``cache_key`` if it still holds; a stale one is dropped."""
-    with _lock[0]:
-        current = _generation[0]
-        if generation != current:
+    """The cached probe for ``cache_key`` if it still holds; a stale one is dropped.
+
+    The common case reads without the lock: each read of ``_generation`` and ``_cache`` is
+    atomic, and an entry found after another thread moved to a newer generation was made
+    under that newer table, which is the answer a call a moment later would get anyway.
+    """
+    if generation != _generation[0]:
+        with _lock[0]:
+            current = _generation[0]
             # Something was mounted or unmounted: drop every probe. (A thread that read an
             # older generation than another thread has seen only misses.)
             if generation is None or current is None or generation > current:
                 _cache.clear()
                 _generation[0] = generation
-            return None
-        entry = _cache.get(cache_key)
+        return None
+    entry = _cache.get(cache_key)
     if entry is None:
         return None
     source, target, result = entry

@@ -263,14 +263,15 @@ class _MountWatch:
         """
         if not self.usable:
             return None
-        if self.poll is None:
+        poll = self.poll
+        if poll is None:
             # Open before the first read: a change after the open is then reported.
             if not self._open():
                 return None
             self.generation += 1
             return self.generation
         try:
-            events = self.poll(0)
+            events = poll(0)
         except OSError:  # EINTR is retried by Python; anything else: poll no more
             events = [(self.fd or -1, _POLLNVAL)]
         if events:

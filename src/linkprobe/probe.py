@@ -319,27 +319,21 @@ def _note_existing_failure(progress: Progress, mode: LinkMode, code: int, path: 
 def _probe_now(
     given_source: str,
     given_target: str,
+    key: tuple[str, ...] | None,
+    generation: int | None,
     *,
-    cache: bool,
     backend: LinkBackend | None,
     mounts: Callable[[], list[Mount]],
     progress: Progress | None = None,
 ) -> Probe:
-    key: tuple[str, ...] = ()
-    generation = None
-    if cache:
-        # Before anything is looked at: a mount from now on changes the generation.
-        generation = mount_generation()
-        key = _probe_cache.key(given_source, given_target)
-        hit = _probe_cache.hit(key, generation)
-        if hit is not None:
-            return hit
-    if progress is None:  # made only now: a hit needs none
+    """Probe afresh; kept in the cache under ``key`` (None: not cached) unless the mount
+    table left ``generation`` meanwhile."""
+    if progress is None:
         progress = Progress()
     source = locate(given_source, "source")
     target = locate(given_target, "target")
     result = _run(given_source, given_target, source, target, backend or default_backend(), mounts(), progress)
-    if cache and not progress.abandoned:  # an abandoned probe stopped early: not a whole answer
+    if key is not None and not progress.abandoned:  # an abandoned probe stopped early: not a whole answer
         _probe_cache.store(key, generation, (source, target, result))
     return result
 
@@ -392,7 +386,8 @@ def probe(
 
     Results are cached by the given paths unless ``cache`` is False. A cached result is
     used only while both paths stat the same (device, inode, mode bits, owner) and the
-    mount table is unchanged (:func:`linkprobe.mounts.mount_generation`).
+    mount table is unchanged (:func:`linkprobe.mounts.mount_generation`). A cached answer is
+    returned at once, also with ``timeout``.
 
     With ``timeout`` (seconds), the probe runs in a daemon thread and returns by then
     whatever happens: modes without an answer get :attr:`Status.TIMED_OUT`, auto then
@@ -408,13 +403,24 @@ def probe(
     """
     given_source = checked(source, "source")
     given_target = checked(target, "target")
-    if timeout is None:
-        return _probe_now(given_source, given_target, cache=cache, backend=backend, mounts=mounts)
-    if not timeout > 0 or timeout == float("inf"):  # also rejects NaN
+    if timeout is not None and (not timeout > 0 or timeout == float("inf")):  # also rejects NaN
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    key = None
+    generation = None
+    if cache:
+        # Read before anything is looked at: a mount from now on changes the generation.
+        generation = mount_generation()
+        key = _probe_cache.key(given_source, given_target)
+        found = _probe_cache.hit(key, generation)
+        if found is not None:
+            return found
+    if timeout is None:
+        return _probe_now(given_source, given_target, key, generation, backend=backend, mounts=mounts)
 
     def work(progress: Progress) -> Probe:
-        return _probe_now(given_source, given_target, cache=cache, backend=backend, mounts=mounts, progress=progress)
+        return _probe_now(
+            given_source, given_target, key, generation, backend=backend, mounts=mounts, progress=progress
+        )
 
     progress = Progress()
     if not run_in_thread(work, progress, timeout):
