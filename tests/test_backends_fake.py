@@ -305,6 +305,17 @@ def test_linux_copy_keeps_bits_with_zero_umask(tmp_path: Path) -> None:
 
 
 @NEEDS_LINUX_SYSCALLS
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002, 0])
+def test_linux_backend_reads_the_umask_without_changing_it(umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        assert LinuxBackend().umask() == umask
+        assert os.umask(umask) == umask  # still set as it was
+    finally:
+        os.umask(previous)
+
+
+@NEEDS_LINUX_SYSCALLS
 def test_linux_copy_keeps_bits_after_the_process_changes_its_umask(tmp_path: Path) -> None:
     backend = LinuxBackend()
     source = write(tmp_path / "src", b"#!/bin/sh\n", 0o755)

@@ -886,3 +886,16 @@ def test_a_default_acl_in_the_target_does_not_strip_the_executable_bit(mounts: S
     single = target / "single-tool"
     Linker("copy", env=None).link(tree.root / tree.executable, single)
     assert stat.S_IMODE(single.stat().st_mode) == 0o755
+
+
+def test_a_default_acl_on_a_directory_the_target_already_had_is_asked_for(mounts: ScratchMounts) -> None:
+    """Directories link_tree makes have their parent's default ACL (or none); one that was
+    there before has its own, whatever its parent has."""
+    base = mounts.ext4()
+    tree = make_site_packages(base / "cache", seed=45)
+    target = base / "venv" / "lib"
+    (target / "bin").mkdir(parents=True)  # the executable's directory, with an ACL of its own
+    _set_default_acl(target / "bin", user=6, group=4, other=4)  # rw-, r--, r--: no x for anyone
+    stats = Linker("copy", env=None).link_tree(tree.root, target)
+    assert stats.copied == len(tree.files)
+    check_tree(tree, target, LinkMode.COPY)  # 0o755 for bin/tool too

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,98 @@ def test_hard_links_make_no_lstat_per_file(tmp_path: Path) -> None:
     assert len(os.listdir(tmp_path / "out")) == 500
 
 
+_COPY_200 = """
+import sys
+from linkprobe import Linker
+Linker("copy", env=None).link_tree(sys.argv[1], sys.argv[2])
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("strace") is None and os.environ.get("LINKPROBE_REQUIRE_REAL_FS") != "1", reason="needs strace"
+)
+def test_a_small_copy_is_six_system_calls(tmp_path: Path) -> None:
+    """Per file: the lstat of the walk (mode bits and size), open both, one copy_file_range
+    that ends the file at the size the walk saw, close both; no fstat, no fchmod, and no
+    call that returns 0 at the end of the file."""
+    count = 200
+    source = make_files(tmp_path / "cache", count, 10)
+    trace = tmp_path / "trace"
+    subprocess.run(
+        ["strace", "-f", "-y", "-o", str(trace), sys.executable, "-c", _COPY_200, str(source), str(tmp_path / "out")],
+        check=True,
+    )
+    # -y names each descriptor's file: count every call that names one of the files.
+    per_file: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in trace.read_text().splitlines():
+        call = line.split("(", 1)[0].split()[-1]
+        for name in set(re.findall(r"\bf\d+\.bin\b", line)):
+            per_file[name]["stat" if "stat" in call else call] += 1
+    expected = collections.Counter({"stat": 1, "openat": 2, "copy_file_range": 1, "close": 2})
+    assert len(per_file) == count
+    # The probe also links and clones from one existing file of the cache.
+    others = {name: dict(calls) for name, calls in per_file.items() if calls != expected}
+    assert len(others) <= 1, others
+    for calls in others.values():
+        assert calls["copy_file_range"] == 1, calls
+    assert_same_files(source, tmp_path / "out")
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_files_changed_after_the_walk_are_copied_as_they_are_then(tmp_path: Path, workers: int | None) -> None:
+    """The walk's lstat gives each file its size hint; a file that grows or shrinks before
+    its copy still arrives whole, with exactly the bytes it has when it is copied."""
+    source = make_files(tmp_path / "cache", 8, 5000)
+    changed = {
+        "f0.bin": os.urandom(9000),
+        "f1.bin": os.urandom(3000),
+        "f2.bin": b"",
+        "f3.bin": os.urandom(3 * MIB),
+        "f4.bin": os.urandom(5000),  # same size, other bytes
+    }
+
+    class ChangingAfterTheWalk(LinuxBackend):
+        def make_many(
+            self,
+            mode: LinkMode,
+            source_dir: str,
+            target_dir: str,
+            files: Sequence[tuple[str, SourceHints]],
+            start: int = 0,
+        ) -> ManyResult:
+            assert {hints.size for _, hints in files} == {5000}  # what the walk saw
+            for name, data in changed.items():
+                (Path(source_dir) / name).write_bytes(data)
+            return super().make_many(mode, source_dir, target_dir, files, start)
+
+    stats = Linker("copy", env=None, workers=workers, backend=ChangingAfterTheWalk()).link_tree(
+        source, tmp_path / "out"
+    )
+    assert stats.copied == 8
+    assert_same_files(source, tmp_path / "out")
+    assert (tmp_path / "out" / "f3.bin").read_bytes() == changed["f3.bin"]
+
+
+def test_default_acls_are_asked_for_once_per_directory_the_call_did_not_make(tmp_path: Path) -> None:
+    """acl(5): a new directory has its parent's default ACL, so below the nearest directory
+    that was there before, whether new files get the umask is known without asking."""
+    source = tmp_path / "cache"
+    source.mkdir()
+    for package in ("a", "a/sub", "b"):
+        make_files(source / package, 3, 100)
+    (tmp_path / "out" / "b").mkdir(parents=True)  # there before the call
+    asked: list[str] = []
+
+    class Asking(LinuxBackend):
+        def has_default_acl(self, directory: str) -> bool:
+            asked.append(directory)
+            return super().has_default_acl(directory)
+
+    stats = Linker("copy", env=None, backend=Asking()).link_tree(source, tmp_path / "out")
+    assert stats.copied == 9
+    assert sorted(asked) == [str(tmp_path / "out"), str(tmp_path / "out" / "b")]
+
+
 def test_the_linker_imports_logging_and_threads_only_when_used(tmp_path: Path) -> None:
     """logging comes with the first warning record, concurrent.futures with the first pool."""
     code = (
@@ -173,6 +266,32 @@ def test_the_linker_imports_logging_and_threads_only_when_used(tmp_path: Path) -
         [sys.executable, "-c", code, str(source), str(tmp_path / "out")], check=True, capture_output=True, text=True
     )
     assert done.stdout.split() == ["False", "False", "False", "False"]
+
+
+def test_linking_a_tree_imports_no_threading_warnings_or_importlib(tmp_path: Path) -> None:
+    """A process that only links a tree pays for no module it does not use: the stop flag is
+    an attribute, the locks are _thread's, warnings comes with the first warning."""
+    import linkprobe
+
+    source = make_files(tmp_path / "files", 3, 100)
+    # -I -S: no site, so no .pth file (coverage's, in CI) imports anything before us.
+    package_parent = os.path.dirname(os.path.dirname(linkprobe.__file__))
+    code = (
+        f"import sys; sys.path.insert(0, {package_parent!r})\n"
+        "from linkprobe import Linker\n"
+        "Linker('hardlink', env=None).link_tree(sys.argv[1], sys.argv[2])\n"
+        "Linker('copy', env=None).link_tree(sys.argv[1], sys.argv[3])\n"
+        "print(sorted(name for name in ('threading', 'warnings', 'importlib', 'logging') if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(source), str(tmp_path / "a"), str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["[]"]
+    assert_same_files(source, tmp_path / "b")
 
 
 def test_link_stats_and_fallback_are_immutable_named_tuples() -> None:

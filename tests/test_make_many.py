@@ -163,6 +163,28 @@ def test_a_subclass_overriding_one_file_methods_sees_every_file(tmp_path: Path) 
     assert backend.seen == list(NAMES)
 
 
+@NEEDS_LINUX_SYSCALLS
+def test_a_subclass_overriding_copy_data_sees_every_copy(tmp_path: Path) -> None:
+    """The copy fast path writes copy_data's common case out; a backend that overrides
+    copy_data (to count, or to copy another way) gets the per-file loop instead."""
+
+    class Counting(LinuxBackend):
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def copy_data(self, source_fd: int, target_fd: int, size: int) -> None:
+            self.sizes.append(size)
+            super().copy_data(source_fd, target_fd, size)
+
+    files = make_source(tmp_path / "src")
+    (tmp_path / "dst").mkdir()
+    backend = Counting()
+    assert backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(tmp_path / "dst"), files) == (5, None)
+    assert backend.sizes == [hints.size for _, hints in files]
+    for name in NAMES:
+        assert (tmp_path / "dst" / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
+
+
 def test_symlink_mode_links_to_absolute_paths(tmp_path: Path) -> None:
     files = make_source(tmp_path / "src")
     (tmp_path / "dst").mkdir()
@@ -252,3 +274,136 @@ def test_a_fifo_as_source_fails_or_finishes_never_hangs(tmp_path: Path) -> None:
         backend.copy(str(fifo), str(tmp_path / "hinted"), SourceHints(0o644, 0, None))
     assert raised.value.errno in (errno.ESPIPE, errno.EINVAL)
     assert not (tmp_path / "hinted").exists()
+
+
+def count_copy_range(monkeypatch: pytest.MonkeyPatch, piece: int | None = None) -> list[int]:
+    """What each copy_file_range call of the backend returned, in order. With ``piece``, no
+    call copies more than that: a filesystem that copies in pieces (NFS server-side copy,
+    SMB copychunk), whose short returns are not the end of the file."""
+    real = linux_module._copy_range
+    assert real is not None
+    returned: list[int] = []
+
+    def counted(source_fd: int, target_fd: int, count: int, *args: object) -> int:
+        copied = int(real(source_fd, target_fd, count if piece is None else min(count, piece)))
+        returned.append(copied)
+        return copied
+
+    monkeypatch.setattr(linux_module, "_copy_range", counted)
+    return returned
+
+
+@NEEDS_LINUX_SYSCALLS
+@pytest.mark.parametrize("piece", [None, 4096], ids=["whole", "in-pieces"])
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+@pytest.mark.parametrize(
+    ("scanned", "now"),
+    [
+        (5000, 5000),  # unchanged
+        (5000, 9000),  # grew
+        (5000, (3 << 20) + 7),  # grew by more than one copy_file_range step
+        (5000, 3000),  # shrank
+        (5000, 0),  # emptied
+        (0, 5000),  # was empty
+        (4096, 4096),  # a page: the size alone does not say the copy is at the end
+        (4096, 10000),  # grew from a page; in pieces, the first one ends at the old size
+        (8192, 5000),
+    ],
+)
+def test_a_file_changed_between_scan_and_copy_is_copied_as_it_is_at_copy_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: LinkBackend, piece: int | None, scanned: int, now: int
+) -> None:
+    source, target = tmp_path / "src", tmp_path / "dst"
+    source.mkdir()
+    target.mkdir()
+    (source / "f").write_bytes(os.urandom(scanned))
+    files = [("f", SourceHints(0o644, (source / "f").stat().st_size, 0o022))]  # the scan
+    data = os.urandom(now)
+    (source / "f").write_bytes(data)  # the same inode, changed before the copy
+    returned = count_copy_range(monkeypatch, piece)
+    assert backend.make_many(LinkMode.COPY, str(source), str(target), files) == (1, None)
+    assert (target / "f").read_bytes() == data
+    assert sum(returned) == now
+    # The call that returns 0 is made unless the copy ended exactly at the scanned size.
+    assert (returned[-1] == 0) == (now != scanned or scanned % 4096 == 0)
+
+
+@NEEDS_LINUX_SYSCALLS
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+@pytest.mark.parametrize(("size", "calls"), [(1, 1), (5000, 1), ((3 << 20) + 1, 1), (0, 1), (4096, 2), (8192, 2)])
+def test_one_copy_file_range_when_it_ends_the_file_at_the_scanned_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: LinkBackend, size: int, calls: int
+) -> None:
+    """A file unchanged since the scan: one call copies it (each asks for the scanned size
+    and 1 MiB more), and only at a multiple of the page size, where /proc, /sys and copies
+    in pieces could end early, the call that returns 0 confirms the end."""
+    source, target = tmp_path / "src", tmp_path / "dst"
+    source.mkdir()
+    target.mkdir()
+    (source / "f").write_bytes(os.urandom(size))
+    files = [("f", SourceHints(0o644, size, 0o022))]
+    returned = count_copy_range(monkeypatch)
+    assert backend.make_many(LinkMode.COPY, str(source), str(target), files) == (1, None)
+    assert len(returned) == calls, returned
+    assert (target / "f").read_bytes() == (source / "f").read_bytes()
+
+
+@NEEDS_LINUX_SYSCALLS
+def test_a_known_umask_that_takes_bits_away_still_keeps_them(tmp_path: Path) -> None:
+    """The fast path creates with the hinted mode only when the umask cuts none of its
+    bits; otherwise the general way (create, then fchmod) keeps them."""
+    files = [(name, hints._replace(umask=0o077)) for name, hints in make_source(tmp_path / "src")]
+    target = tmp_path / "dst"
+    target.mkdir()
+    previous = os.umask(0o077)
+    try:
+        assert LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files) == (len(files), None)
+    finally:
+        os.umask(previous)
+    assert {name: stat.S_IMODE((target / name).stat().st_mode) for name in NAMES} == {
+        name: hints.mode for name, hints in files
+    }
+    assert outcome(tmp_path / "src", target) == [
+        (name, (tmp_path / "src" / name).read_bytes(), hints.mode, False) for name, hints in files
+    ]
+
+
+@NEEDS_LINUX_SYSCALLS
+def test_copy_file_range_refused_falls_back_without_asking_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EXDEV (a copy between two filesystem types): sendfile copies each file, and the
+    refusal costs one call per file, not two."""
+    files = make_source(tmp_path / "src")
+    target = tmp_path / "dst"
+    target.mkdir()
+    refused: list[int] = []
+
+    def cross_device(source_fd: int, target_fd: int, count: int, *args: object) -> int:
+        refused.append(source_fd)
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(linux_module, "_copy_range", cross_device)
+    assert LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files) == (len(files), None)
+    assert len(refused) == len(files)
+    for name in NAMES:
+        assert (target / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
+
+
+@NEEDS_LINUX_SYSCALLS
+def test_an_interrupted_copy_leaves_no_file_and_no_open_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = make_source(tmp_path / "src")
+    target = tmp_path / "dst"
+    target.mkdir()
+
+    def interrupted(source_fd: int, target_fd: int, count: int, *args: object) -> int:
+        raise KeyboardInterrupt
+
+    open_before = sorted(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(linux_module, "_copy_range", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+    assert os.listdir(target) == []
+    assert sorted(os.listdir("/proc/self/fd")) == open_before

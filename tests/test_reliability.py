@@ -394,6 +394,39 @@ def test_signal_mid_probe_restores_the_sigterm_handler(
     assert find_litter(pair) == []
 
 
+@pytest.mark.skipif(not getattr(os, "O_PATH", 0), reason="scratch files are pinned by O_PATH descriptors")
+def test_clean_interrupted_after_a_pin_is_closed_closes_every_pin_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt right after close(2) of the first pin returned (where a signal's
+    handler runs): the other pins stayed open, the list kept the closed number, and a
+    second clean() closed it again (EBADF, or the file another thread got that number for)."""
+    backend = LinuxBackend()
+    attempts = scratch_module.Attempts(backend, lambda: None)
+    for tag in ("a", "b", "c", "d"):
+        name = scratch_module.scratch_name(str(tmp_path), tag)
+        attempts.record(name, backend.create_scratch(name))
+    pins = list(attempts.pins)
+    assert len(pins) == 4
+    real_close = os.close
+    closed: list[int] = []
+
+    def close(fd: int) -> None:
+        real_close(fd)
+        closed.append(fd)
+        if len(closed) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", close)
+    with pytest.raises(KeyboardInterrupt):
+        attempts.clean()
+    attempts.clean()  # nothing is left to close
+    monkeypatch.undo()
+    assert sorted(closed) == sorted(pins)
+    assert attempts.pins == []
+    assert find_litter([tmp_path]) == []
+
+
 # ------------------------------------------------------- planted names and identity
 
 

@@ -56,9 +56,14 @@ def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    # __import__, the function behind the import statement, rather than
+    # importlib.import_module: importing the importlib package (and warnings with it) costs
+    # ~0.4 ms that `from linkprobe import Linker` need not pay. It returns the top-level
+    # package; sys.modules holds the submodule.
+    import sys
 
-    value = getattr(importlib.import_module(module_name), name)
+    __import__(module_name)
+    value = getattr(sys.modules[module_name], name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

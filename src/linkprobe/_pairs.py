@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
+from _thread import allocate_lock  # threading's Lock, without importing threading
 
 from linkprobe._link_results import Fallback
 from linkprobe.errors import LinkFailedError, NoUsableModeError
@@ -38,7 +38,7 @@ class Pair:
         self.mode = mode
         self.explicit = explicit
         self.warned_symlinks = False
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
 
     def explain(self, mode: LinkMode, code: int, source: str, target: str) -> str:
         """The reason ``mode`` failed with ``code`` from ``source`` to ``target``. The probe
@@ -73,7 +73,7 @@ class PairTable:
         self.prefer = prefer
         self.env = env
         self.backend = backend
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
         self.pairs: dict[tuple[object, ...], Pair] = {}
         self.dir_pairs: dict[tuple[str, str], Pair] = {}
         self.fallbacks: list[Fallback] = []
@@ -131,16 +131,20 @@ class PairTable:
         return pair
 
     def child(
-        self, pair: Pair, entry: os.DirEntry[str], target_path: str, real_source_dir: str, real_target_dir: str
+        self, pair: Pair, entry: os.DirEntry[str], target_path: str, real_source_child: str, real_target_child: str
     ) -> Pair:
-        """A subdirectory keeps its parent's pair unless it is another mount or device."""
+        """A subdirectory keeps its parent's pair unless it is another mount or device.
+        ``real_source_child``/``real_target_child``: ``entry`` and ``target_path`` with
+        symlinks resolved (the walk knows them from the parents' resolved paths)."""
         points = self.mount_points()
-        source_child = os.path.join(real_source_dir, entry.name)
-        target_child = os.path.join(real_target_dir, entry.name)
         # Mount points are few: compare strings first, and only stat when one matches or
         # the device changed (btrfs subvolumes, nested mounts).
         parent_dev = pair.probe.source.st_dev
-        if source_child in points or target_child in points or entry.stat(follow_symlinks=False).st_dev != parent_dev:
+        if (
+            real_source_child in points
+            or real_target_child in points
+            or entry.stat(follow_symlinks=False).st_dev != parent_dev
+        ):
             return self.pair_for(entry.path, target_path)
         return pair
 

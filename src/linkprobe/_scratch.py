@@ -123,6 +123,21 @@ class Attempts:
                     continue
         finally:
             self.created.clear()
-            for pin in self.pins:  # only now may the inode numbers be reused
-                os.close(pin)
-            self.pins.clear()
+            _close_all(self.pins)  # only now may the inode numbers be reused
+
+
+def _close_all(descriptors: list[int]) -> None:
+    """Close and forget every descriptor of the list, also when interrupted.
+
+    Each is taken off the list before it is closed: a KeyboardInterrupt raised just after
+    a close(2) returned must leave a list that no longer holds that number (closing it
+    again fails with EBADF, or closes the file another thread got the number for). The
+    rest are closed before the exception goes on, so that an interrupt does not leave them open.
+    """
+    while descriptors:
+        descriptor = descriptors.pop()
+        try:
+            os.close(descriptor)
+        except BaseException:
+            _close_all(descriptors)
+            raise

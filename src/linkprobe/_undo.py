@@ -8,12 +8,9 @@ removes a name only while it still is what the call made.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import threading
 import time
-import warnings
 
 from linkprobe._link_results import LinkStats
 from linkprobe.errors import LinkModeFallbackWarning
@@ -80,10 +77,17 @@ class Run:
     """
 
     def __init__(self, umask: int | None = None) -> None:
-        self.stop = threading.Event()
+        #: Set by the first failure, so that the batches of other threads stop early. A
+        #: plain attribute, as threading.Event keeps one (its is_set() only reads it), and
+        #: the linker does not import threading for it.
+        self.stopped = False
         self.umask = umask
         self.tallies: list[Tally] = []
         self.directories: list[str] = []
+        #: The same directories, to look up: they have their parent's default ACL, if any.
+        self.made_directories: set[str] = set()
+        #: Whether new files in a target directory take their bits from a default ACL.
+        self.default_acl: dict[str, bool] = {}
         self.runs: list[MadeRun] = []
         #: (mode, source, target) of single files; mode None: a symlink of the source tree.
         self.files: list[tuple[LinkMode | None, str, str]] = []
@@ -112,8 +116,20 @@ class Run:
 
     def emit_warnings(self, stacklevel: int) -> None:
         """Issue the queued warnings; ``stacklevel`` counts from the public method's caller."""
+        if not self.warnings:
+            return
+        import warnings  # only a run that has something to say imports it
+
         while self.warnings:
             warnings.warn(LinkModeFallbackWarning(self.warnings.pop(0)), stacklevel=stacklevel + 1)
+
+    def emit_warnings_after_failure(self, stacklevel: int) -> None:
+        """:meth:`emit_warnings` while a failure is being raised: a warnings filter that
+        turns them into errors must not replace that failure."""
+        import contextlib  # a failure's path only: not imported by every link_tree
+
+        with contextlib.suppress(Warning):
+            self.emit_warnings(stacklevel + 1)
 
     def undo(self) -> tuple[str, ...]:
         """Remove what this call created, newest directories last; return what was left.
@@ -136,9 +152,12 @@ class Run:
         for mode, source_dir, target_dir, names in self.uncertain:
             for name in names:
                 target = os.path.join(target_dir, name)
-                with contextlib.suppress(OSError):
-                    if os.lstat(target).st_ctime_ns >= self.since_ns:
-                        _remove_made(mode, os.path.join(source_dir, name), target, [])
+                try:
+                    changed = os.lstat(target).st_ctime_ns
+                except OSError:
+                    continue
+                if changed >= self.since_ns:
+                    _remove_made(mode, os.path.join(source_dir, name), target, [])
         for directory in reversed(self.directories):
             try:
                 os.rmdir(directory)

@@ -95,10 +95,16 @@ class Walk:
         real_source = self.real_source
         target_ino = self.target_identity[1]
         points = pairs.mount_points()
+        batch_files, batch_bytes = BATCH_FILES, BATCH_BYTES
         pending = [(source_root, target_root, real_source, os.path.realpath(target_root), root_pair)]
         while pending:
             source_dir, target_dir, real_source_dir, real_target_dir, pair = pending.pop()
             batch = Batch(pair, source_dir, target_dir)
+            # The hot loop of every tree: the batch's list and counts in locals, its limits
+            # read once (the mode again after each batch: a fallback may step it down).
+            add = batch.entries.append
+            count = size_total = sized = 0
+            measure = sizes and pair.mode is LinkMode.COPY
             with os.scandir(source_dir) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
@@ -111,8 +117,8 @@ class Walk:
                             self.refuse_target_in_source(entry)
                         target_path = os.path.join(target_dir, entry.name)
                         if make_directory(target_path, tally, pair.mode, entry.path, run):
-                            child_pair = pairs.child(pair, entry, target_path, real_source_dir, real_target_dir)
                             real_target_child = os.path.join(real_target_dir, entry.name)
+                            child_pair = pairs.child(pair, entry, target_path, real_source_child, real_target_child)
                         else:
                             # A directory the target already had may be a symlink into (or
                             # the mount point of) another filesystem: give it its own pair
@@ -125,14 +131,20 @@ class Walk:
                             child_pair = pairs.pair_for(entry.path, target_path)
                         pending.append((entry.path, target_path, real_source_child, real_target_child, child_pair))
                         continue
-                    batch.entries.append(entry)
-                    if sizes and pair.mode is LinkMode.COPY and entry.is_file(follow_symlinks=False):
-                        batch.bytes += entry.stat(follow_symlinks=False).st_size
-                        batch.sized += 1
-                    if len(batch.entries) >= BATCH_FILES or batch.bytes >= BATCH_BYTES:
+                    add(entry)
+                    count += 1
+                    if measure and entry.is_file(follow_symlinks=False):
+                        size_total += entry.stat(follow_symlinks=False).st_size
+                        sized += 1
+                    if count >= batch_files or size_total >= batch_bytes:
+                        batch.bytes, batch.sized = size_total, sized
                         yield batch
                         batch = Batch(pair, source_dir, target_dir)
-            if batch.entries:
+                        add = batch.entries.append
+                        count = size_total = sized = 0
+                        measure = sizes and pair.mode is LinkMode.COPY
+            if count:
+                batch.bytes, batch.sized = size_total, sized
                 yield batch
 
 
@@ -149,6 +161,7 @@ def make_directory(path: str, tally: Tally, mode: LinkMode, source_path: str, ru
         reason = explain_name_too_long((path,)) if code == errno.ENAMETOOLONG else exc.strerror or str(exc)
         raise LinkFailedError(mode, source_path, path, code, reason) from exc
     run.directories.append(path)
+    run.made_directories.add(path)
     tally.directories += 1
     return True
 

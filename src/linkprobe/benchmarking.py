@@ -324,26 +324,119 @@ def _writable_directory(path: str) -> None:
     os.chmod(path, stat.S_IRWXU)
 
 
+#: Directory descriptors for _remove_tree: never through a symlink (O_NOFOLLOW: ELOOP),
+#: never anything but a directory (O_DIRECTORY: ENOTDIR).
+_TREE_FLAGS: Final[int] = (
+    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+#: Whether trees are removed through directory descriptors (POSIX); else by path (Windows).
+_BY_DESCRIPTOR: Final[bool] = {os.open, os.unlink, os.rmdir} <= os.supports_dir_fd and os.scandir in os.supports_fd
+
+
 def _remove_tree(path: str) -> None:
-    """Remove a scratch tree; a tree that is already gone is not an error."""
+    """Remove a scratch tree; a tree that is already gone is not an error.
 
-    def retry_writable(function: Callable[..., object], name: str, error: object) -> None:
-        # A umask that takes the owner's write bit (0o2xx) leaves the directories that
-        # link_tree creates without it: as a non-root user their entries cannot be
-        # unlinked until the directory is writable again.
-        del error
-        parent = os.path.dirname(name)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-        with contextlib.suppress(FileNotFoundError):
-            function(name)
+    SIGINT and SIGTERM wait until it is done (an interrupted run removes the tree on its
+    way out anyway). Not with shutil.rmtree: that of Python 3.10 to 3.12 closes each
+    directory descriptor and only then notes that it did (``os.close(dirfd)``, then
+    ``dirfd_closed = True``, in Lib/shutil.py), so a KeyboardInterrupt raised between the
+    two makes its ``finally`` close the number again: EBADF, which replaces the
+    KeyboardInterrupt (3.10, 3.11; 3.12 passes it to the error handler), or, in a process
+    with other threads, the file another thread opened under that number meanwhile. A
+    signal mask does not rule that out there: the kernel gives the signal to a thread that
+    does not block it, and Python raises it in the main thread all the same.
+    """
+    with _signals_held():
+        if _BY_DESCRIPTOR:
+            _remove_by_descriptor(path)
+        elif os.path.lexists(path):
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(path)  # by path there (no dir_fd): no descriptor to close twice
 
-    if not os.path.lexists(path):
+
+def _remove_by_descriptor(path: str) -> None:
+    """:func:`_remove_tree` through directory descriptors, as shutil.rmtree does on POSIX
+    (a directory swapped for a symlink is never followed), keeping each descriptor in one
+    list until it is closed: taken off before close(2), and whatever is still on it closed
+    in ``finally``, so that no descriptor is closed twice or left open by an interrupt."""
+    try:
+        top = os.open(path, _TREE_FLAGS)
+    except FileNotFoundError:
         return
-    if sys.version_info >= (3, 12):  # onerror is deprecated from 3.12 on
-        shutil.rmtree(path, onexc=retry_writable)
-    else:
-        shutil.rmtree(path, onerror=retry_writable)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        # Our scratch name, holding something else than the directory we made: remove
+        # the name, never what it points to.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    # (descriptor, name in the parent, subdirectories still to remove) from the top down;
+    # each descriptor is on it before its directory is read, which may fail.
+    stack: list[tuple[int, str, list[str]]] = [(top, path, [])]
+    try:
+        stack[-1] = (top, path, _remove_files(top))
+        while stack:
+            fd, name, subdirectories = stack[-1]
+            if subdirectories:
+                child = subdirectories.pop()
+                try:
+                    child_fd = os.open(child, _TREE_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    _remove_at(os.unlink, child, fd)  # swapped for a symlink since it was listed
+                    continue
+                stack.append((child_fd, child, []))
+                stack[-1] = (child_fd, child, _remove_files(child_fd))
+                continue
+            stack.pop()
+            os.close(fd)
+            if stack:
+                _remove_at(os.rmdir, name, stack[-1][0])
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(path)  # its parent is the user's directory: its mode is not ours to change
+    finally:
+        while stack:
+            os.close(stack.pop()[0])
+
+
+def _remove_files(fd: int) -> list[str]:
+    """Unlink every entry of the directory ``fd`` that is not a directory; return the
+    names of those that are."""
+    with os.scandir(fd) as entries:
+        listed = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    subdirectories = []
+    for name, is_directory in listed:
+        if is_directory:
+            subdirectories.append(name)
+        else:
+            _remove_at(os.unlink, name, fd)
+    return subdirectories
+
+
+def _remove_at(remove: Callable[..., None], name: str, dir_fd: int) -> None:
+    """``remove(name, dir_fd=dir_fd)`` (os.unlink or os.rmdir); a name already gone is
+    not an error.
+
+    A umask that takes the owner's write bit (0o2xx) leaves the directories that
+    link_tree creates without it: as a non-root user their entries cannot be removed
+    (EACCES) until the directory, one of the tree's own, is writable again.
+    """
+    try:
+        remove(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    except PermissionError as exc:
+        try:
+            os.chmod(dir_fd, stat.S_IRWXU)
+        except OSError:
+            raise exc from None
+        with contextlib.suppress(FileNotFoundError):
+            remove(name, dir_fd=dir_fd)
 
 
 def _settle(directory: str) -> None:

@@ -14,7 +14,6 @@ module does the files themselves and the rules for one failed file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -221,8 +220,7 @@ class Linker:
             left = run.undo()
             if isinstance(exc, LinkprobeError):
                 exc.not_removed = left
-            with contextlib.suppress(Warning):  # the failure matters more than a warning filter
-                run.emit_warnings(stacklevel=2)
+            run.emit_warnings_after_failure(stacklevel=2)
             raise
         run.emit_warnings(stacklevel=2)
         return mode
@@ -284,14 +282,14 @@ class Linker:
             # over the workers instead of queueing in one batch of a directory.
             sizes = decided > 1 or (self._workers or 1) > 1
             for batch in walk.batches(self._pairs, pair, tally, run, sizes=sizes):
-                if run.stop.is_set():
+                if run.stopped:
                     break
                 if self._threads_for(batch, decided):
                     if pool is None:
                         pool = _pool(self._workers or decided)
                     futures.append(pool.submit(self._run_batch, batch, run))
                 else:
-                    self._run_batch(batch, run)
+                    self._run_batch(batch, run, tally)
                 if run.warnings:
                     run.emit_warnings(stacklevel=3)
             for future in futures:
@@ -299,7 +297,7 @@ class Linker:
                 if run.warnings:
                     run.emit_warnings(stacklevel=3)
         except BaseException:
-            run.stop.set()
+            run.stopped = True
             for future in futures:
                 future.cancel()
             raise
@@ -314,8 +312,7 @@ class Linker:
         """Undo ``run`` after ``exc`` and return the exception to raise: a LinkprobeError
         carrying the partial stats (an OSError of the walk is wrapped into one)."""
         left = run.undo()
-        with contextlib.suppress(Warning):  # the failure matters more than a warning filter
-            run.emit_warnings(stacklevel=3)
+        run.emit_warnings_after_failure(stacklevel=3)
         error: BaseException = exc
         if isinstance(exc, OSError) and not isinstance(exc, LinkprobeError):
             error = LinkFailedError(
@@ -340,9 +337,32 @@ class Linker:
 
     def _batch_umask(self, run: Run, target_dir: str) -> int | None:
         """The umask new files in ``target_dir`` get, or None: check every new file."""
-        if run.umask is not None and self._backend.has_default_acl(target_dir):
+        if run.umask is not None and self._default_acl(run, target_dir):
             return None  # the ACL, not the umask, cuts the bits there
         return run.umask
+
+    def _default_acl(self, run: Run, directory: str) -> bool:
+        """Whether new files in ``directory`` take their permission bits from a default ACL.
+
+        A directory this call made has its parent's default ACL as its own, or none if the
+        parent has none (acl(5), "OBJECT CREATION AND DEFAULT ACLs"), so the filesystem is
+        asked once for the nearest directory the call did not make, and the answer holds
+        for every directory made below it. A parent spelled differently (``out/`` against
+        ``out``) is only asked again.
+        """
+        chain: list[str] = []
+        known = run.default_acl.get(directory)
+        while known is None:
+            chain.append(directory)
+            parent = os.path.dirname(directory)
+            if directory not in run.made_directories or parent == directory:
+                known = self._backend.has_default_acl(directory)
+                break
+            directory = parent
+            known = run.default_acl.get(directory)
+        for path in chain:
+            run.default_acl[path] = known
+        return known
 
     def _regular_files(
         self, batch: Batch, tally: Tally, run: Run
@@ -356,51 +376,64 @@ class Linker:
         where the filesystem reports DT_UNKNOWN), with hints link(2) never reads. The files
         get real hints before any other mode makes them. Their bytes are not counted either:
         that would take the lstat back, 2.2 us of the 6-8 us a hard link costs here
-        (docs/benchmarks.md), and they add no data of their own.
+        (docs/benchmarks.md), and they add no data of their own. With real hints the
+        entries are not returned: nothing asks for them again.
         """
         pair, target_dir = batch.pair, batch.target_dir
-        linking = pair.mode is LinkMode.HARDLINK
-        umask = None if linking else self._batch_umask(run, target_dir)
         regular: list[os.DirEntry[str]] = []
         files: list[tuple[str, SourceHints]] = []
+        if pair.mode is LinkMode.HARDLINK:
+            for entry in batch.entries:
+                if not entry.is_file(follow_symlinks=False):  # d_type (or an lstat on DT_UNKNOWN)
+                    if entry.is_symlink():
+                        self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
+                        continue
+                    self._refuse_special(pair, entry, target_dir)
+                regular.append(entry)
+                files.append((entry.name, _LINK_ONLY))
+            return regular, files, False
+        umask = self._batch_umask(run, target_dir)
+        hints = SourceHints._make  # the C tuple constructor: a third of SourceHints(...)'s cost
+        size_total = 0
         for entry in batch.entries:
-            if entry.is_symlink():
-                self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
-                continue
-            if not (linking and entry.is_file(follow_symlinks=False)):
-                info = entry.stat(follow_symlinks=False)
-                if not stat.S_ISREG(info.st_mode):
-                    problem = source_problem(info.st_mode, tree=False)
-                    if problem is not None:
-                        target_path = os.path.join(target_dir, entry.name)
-                        raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
-                if not linking:
-                    regular.append(entry)
-                    files.append(
-                        (entry.name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, umask))
-                    )
-                    tally.bytes += info.st_size
+            info = entry.stat(follow_symlinks=False)  # the walk's lstat, when it measured sizes
+            if not stat.S_ISREG(info.st_mode):
+                if stat.S_ISLNK(info.st_mode):
+                    self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
                     continue
-            regular.append(entry)
-            files.append((entry.name, _LINK_ONLY))
-        return regular, files, not linking
+                self._refuse_special(pair, entry, target_dir)
+            size = info.st_size
+            files.append((entry.name, hints((info.st_mode & KEPT_MODE_BITS, size, umask))))
+            size_total += size
+        tally.bytes += size_total
+        return regular, files, True
 
-    def _run_batch(self, batch: Batch, run: Run) -> None:
+    def _refuse_special(self, pair: Pair, entry: os.DirEntry[str], target_dir: str) -> None:
+        """Raise the error naming ``entry`` if it is not a regular file (a FIFO, a device, a
+        socket: nothing to link or copy); return if it is one after all."""
+        info = entry.stat(follow_symlinks=False)
+        problem = None if stat.S_ISREG(info.st_mode) else source_problem(info.st_mode, tree=False)
+        if problem is not None:
+            target_path = os.path.join(target_dir, entry.name)
+            raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
+
+    def _run_batch(self, batch: Batch, run: Run, tally: Tally | None = None) -> None:
         """Materialise the regular files and symlinks of one batch (one directory).
 
         link_tree's hot path: the regular files go to the backend in one ``make_many``
         call, which on Linux works relative to directory descriptors. A failed file comes
         back with its error and goes through the same rules as :meth:`link`
-        (``_recover``); then the rest continue.
+        (``_recover``); then the rest continue. ``tally``: the calling thread's counts (a
+        worker's batch gets its own).
         """
-        tally = run.tally()
-        stop = run.stop
+        if tally is None:
+            tally = run.tally()
         pair, source_dir, target_dir = batch.pair, batch.source_dir, batch.target_dir
         try:
             # One read of pair.mode decides the hints: another worker may step it down.
             regular, files, hinted = self._regular_files(batch, tally, run)
             start = 0
-            while start < len(files) and not stop.is_set():
+            while start < len(files) and not run.stopped:
                 mode = pair.mode
                 if not hinted and mode is not LinkMode.HARDLINK:  # stepped down from hardlink
                     files[start:] = self._hinted(regular[start:], self._batch_umask(run, target_dir))
@@ -430,7 +463,7 @@ class Linker:
                     tally.bytes += hints.size
                 start = done + 1
         except BaseException:
-            stop.set()
+            run.stopped = True
             raise
 
     def _copy_symlink(self, pair: Pair, source_path: str, target_path: str, tally: Tally, run: Run) -> None:
