@@ -364,8 +364,8 @@ def test_unusable_samples(tmp_path: Path, make: Callable[[Path], Path], words: s
 
 
 def test_a_umask_without_the_owners_write_bit_still_leaves_nothing() -> None:
-    """As nobody, with umask 0o277: the directories link_tree creates are 0o500, and their
-    entries can only be removed after making them writable again."""
+    """As nobody, with umask 0o277: the directories link_tree creates end up 0o500, and
+    their entries can only be removed after making them writable again."""
     top = Path(tempfile.mkdtemp(prefix="bench-umask-", dir="/tmp"))  # nobody can reach /tmp
     try:
         top.chmod(0o777)
@@ -376,10 +376,10 @@ def test_a_umask_without_the_owners_write_bit_still_leaves_nothing() -> None:
         )
         done = run_as_nobody([sys.executable, "-c", program])
         assert (done.returncode, done.stderr) == (0, ""), done.stderr
-        # Whatever the Linker makes of such a umask (a directory it creates at 0o500 takes no
-        # files: EACCES), bench reports it per mode and removes everything.
+        # The Linker keeps the directories it creates writable while it fills them (as cp -r
+        # does), so every mode that works here is timed; bench then removes everything.
         for mode, status, code in ast.literal_eval(done.stdout):
-            assert (status, code) in {("timed", None), ("failed", errno.EACCES)}, (mode, status, code)
+            assert (status, code) == ("timed", None), (mode, status, code)
         assert listing(top) == []
     finally:
         shutil.rmtree(top)

@@ -97,6 +97,9 @@ class Run:
         #: Files changed before this (st_ctime_ns) are not this call's; see undo().
         self.since_ns = time.time_ns()
         self.warnings: list[str] = []
+        #: Directories made writable for their owner while the call fills them, with the
+        #: mode mkdir gave them (see _walk._keep_writable), put back by restore_modes().
+        self.final_modes: list[tuple[str, int]] = []
 
     def tally(self) -> Tally:
         tally = Tally()
@@ -130,6 +133,16 @@ class Run:
 
         with contextlib.suppress(Warning):
             self.emit_warnings(stacklevel + 1)
+
+    def restore_modes(self) -> None:
+        """Give the directories :attr:`final_modes` names the modes mkdir gave them, the
+        deepest first (a parent without its search bit would hide its children)."""
+        while self.final_modes:
+            path, mode = self.final_modes.pop()
+            try:  # noqa: SIM105 - contextlib stays out of the linker's import
+                os.chmod(path, mode)
+            except OSError:
+                pass  # removed by undo(), or no longer ours to change
 
     def undo(self) -> tuple[str, ...]:
         """Remove what this call created, newest directories last; return what was left.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from linkprobe._undo import Tally
 from linkprobe.errors import (
@@ -163,7 +164,29 @@ def make_directory(path: str, tally: Tally, mode: LinkMode, source_path: str, ru
     run.directories.append(path)
     run.made_directories.add(path)
     tally.directories += 1
+    _keep_writable(path, run)
     return True
+
+
+def _keep_writable(path: str, run: Run) -> None:
+    """Give a new directory all its owner's bits until the call ends.
+
+    mkdir(2) applies the umask (or a default ACL), and a umask such as 0o277 leaves a
+    directory its creator cannot write into (EACCES for a non-root user). cp -r does the
+    same as this (coreutils copy.c: S_IRWXU is added while the directory is filled and
+    the mode mkdir gave is set afterwards): :meth:`Run.restore_modes` puts back the
+    mode that mkdir gave. With a known umask that leaves the owner's bits, no syscall is made (a
+    default ACL whose owner entry lacks them is not looked for).
+    """
+    if run.umask is not None and not run.umask & stat.S_IRWXU:
+        return
+    try:
+        made = os.stat(path).st_mode & 0o7777
+        if made & stat.S_IRWXU != stat.S_IRWXU:
+            run.final_modes.append((path, made))  # first: an interrupt after the chmod is undone too
+            os.chmod(path, made | stat.S_IRWXU)
+    except OSError:
+        pass  # the create or link inside reports the real problem, with its path
 
 
 def make_parents(directory: str, run: Run, mode: LinkMode, source_path: str) -> None:

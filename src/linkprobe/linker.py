@@ -218,10 +218,12 @@ class Linker:
             mode = self._place(pair, source_path, target_path, None, run)
         except BaseException as exc:
             left = run.undo()
+            run.restore_modes()
             if isinstance(exc, LinkprobeError):
                 exc.not_removed = left
             run.emit_warnings_after_failure(stacklevel=2)
             raise
+        run.restore_modes()
         run.emit_warnings(stacklevel=2)
         return mode
 
@@ -269,6 +271,7 @@ class Linker:
             if error is exc:
                 raise
             raise error from exc
+        run.restore_modes()
         run.emit_warnings(stacklevel=2)
         return run.freeze()
 
@@ -312,6 +315,7 @@ class Linker:
         """Undo ``run`` after ``exc`` and return the exception to raise: a LinkprobeError
         carrying the partial stats (an OSError of the walk is wrapped into one)."""
         left = run.undo()
+        run.restore_modes()
         run.emit_warnings_after_failure(stacklevel=3)
         error: BaseException = exc
         if isinstance(exc, OSError) and not isinstance(exc, LinkprobeError):
