@@ -67,6 +67,12 @@ def test_without_for_paths_are_still_required(tmp_path: Path, env: dict[str, str
     assert err == "linkprobe: error: the following arguments are required: SOURCE, TARGET (or --for TOOL)\n"
 
 
+def test_one_path_without_for_names_the_missing_target(tmp_path: Path, env: dict[str, str]) -> None:
+    code, out, err = linkprobe([str(tmp_path)], cwd=tmp_path, env=env)
+    assert (code, out) == (2, "")
+    assert err == "linkprobe: error: the following arguments are required: TARGET (or --for TOOL)\n"
+
+
 def test_a_bad_value_of_the_tools_variable_is_a_usage_error(tmp_path: Path, env: dict[str, str]) -> None:
     code, out, err = linkprobe(["--for", "uv"], cwd=tmp_path, env={**env, "UV_LINK_MODE": "auto"})
     assert (code, out) == (2, "")

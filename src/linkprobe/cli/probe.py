@@ -297,7 +297,8 @@ def run(args: Arguments) -> int:
     request = _Request(args, env, wanted)
     source, target = (wanted.plan.source.path, wanted.plan.target.path) if wanted else (args.source, args.target)
     if source is None or target is None:
-        raise UsageError("the following arguments are required: SOURCE, TARGET (or --for TOOL)")
+        missing = "SOURCE, TARGET" if source is None else "TARGET"
+        raise UsageError(f"the following arguments are required: {missing} (or --for TOOL)")
     with signals_as_exceptions():
         # One probe in this process: the mount table is read, not watched for changes.
         result = probe(source, target, cache=False, timeout=args.timeout, mounts=_mounts_once)
