@@ -4,7 +4,8 @@
 
 - probe(): one uncached probe vs the bare syscalls it makes (same files, no logic);
 - probe() answered from the cache vs one ``os.stat``;
-- CLI: ``linkprobe A B`` (the console script's code path, no runpy) vs ``python -c pass``;
+- CLI: ``linkprobe A B`` (the console script's code path, no runpy) vs ``python -c pass``,
+  five times as many rounds (each run is short, and noise is most of its spread);
 - link_tree(): hardlink vs ``cp -al``, copy vs ``cp -r``, on a site-packages-like tree, in
   process; and a whole ``python -c "...link_tree(...)"`` process vs ``cp -al``;
 - with ``--large``: 200 files of 1-20 MB, copy vs ``cp -r --reflink=never``.
@@ -219,6 +220,10 @@ def bench_probe(source: Path, target: Path, rounds: int) -> dict[str, float]:
     return {"uncached probe": ratio, "cached probe": cached}
 
 
+#: Runs of the two short commands per round of the others.
+CLI_ROUNDS_PER_ROUND = 5
+
+
 def bench_cli(source: Path, target: Path, rounds: int) -> dict[str, float]:
     python = sys.executable
     env = installed_env()
@@ -226,7 +231,11 @@ def bench_cli(source: Path, target: Path, rounds: int) -> dict[str, float]:
     script = "import sys; from linkprobe.cli import main_exit; sys.exit(main_exit())"
     cli = command([python, "-c", script, str(source), str(target / "venv")], env)
     cli()  # writes the bytecode caches of an editable install once
-    timings = best_of(rounds, {"python -c pass": command([python, "-c", "pass"], env), "linkprobe": cli})
+    # Each run is ~20 ms, where another process's time slice is most of the spread between
+    # runs: five times the rounds (a second or two) make the minima steady.
+    timings = best_of(
+        CLI_ROUNDS_PER_ROUND * rounds, {"python -c pass": command([python, "-c", "pass"], env), "linkprobe": cli}
+    )
     ratio = timings["linkprobe"] / timings["python -c pass"]
     print(f"CLI: {timings['linkprobe'] * 1e3:.1f} ms; python -c pass {timings['python -c pass'] * 1e3:.1f} ms")
     print(f"  ratio CLI / python -c pass = {ratio:.2f}")

@@ -278,7 +278,7 @@ class InterferingBackend(LinuxBackend):
 
     def make_many(
         self,
-        mode: LinkMode,
+        mode: str,
         source_dir: str,
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
@@ -358,7 +358,7 @@ class InterruptingBackend(LinuxBackend):
 
     def make_many(
         self,
-        mode: LinkMode,
+        mode: str,
         source_dir: str,
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],

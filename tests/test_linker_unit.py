@@ -20,8 +20,8 @@ from linkprobe import (
     UnsupportedModeError,
 )
 from linkprobe.api import SourceHints
+from linkprobe.fallback import FailureAction, on_failure
 from linkprobe.linux import LinuxBackend
-from linkprobe.reasons import FailureAction, on_failure
 
 
 class ScriptedBackend(LinuxBackend):

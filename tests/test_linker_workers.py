@@ -5,6 +5,7 @@ LinkStats counts for each mode."""
 from __future__ import annotations
 
 import collections
+import importlib
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from _marks import NEEDS_LINUX_SYSCALLS
 from linkprobe import Linker, LinkFailedError, LinkMode
 from linkprobe.api import ManyResult, SourceHints
 from linkprobe.linux import LinuxBackend
+from linkprobe.mounts import Mount
 
 pytestmark = NEEDS_LINUX_SYSCALLS
 
@@ -31,11 +33,12 @@ class ThreadRecordingBackend(LinuxBackend):
 
     def __init__(self) -> None:
         self.threads: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.mode_types: set[type] = set()
         self._lock = threading.Lock()
 
     def make_many(
         self,
-        mode: LinkMode,
+        mode: str,
         source_dir: str,
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
@@ -43,7 +46,8 @@ class ThreadRecordingBackend(LinuxBackend):
     ) -> ManyResult:
         kind = "worker" if threading.current_thread() is not threading.main_thread() else "caller"
         with self._lock:
-            self.threads[(mode.value, kind)] += len(files) - start
+            self.threads[(str(mode), kind)] += len(files) - start
+            self.mode_types.add(type(mode))
         return super().make_many(mode, source_dir, target_dir, files, start)
 
 
@@ -92,6 +96,16 @@ def test_decide_keeps_the_rest_on_the_calling_thread(tmp_path: Path, mode: str, 
     assert_same_files(source, tmp_path / "out")
 
 
+def test_backends_get_the_mode_as_its_word(tmp_path: Path) -> None:
+    """The linker works in words (docs/api.md, Backends): a LinkMode given to the Linker
+    reaches make_many as the plain str, which equals it."""
+    source = make_files(tmp_path / "files", 3, 100)
+    backend = ThreadRecordingBackend()
+    Linker(LinkMode.HARDLINK, env=None, backend=backend).link_tree(source, tmp_path / "out")
+    assert backend.mode_types == {str}
+    assert backend.threads == {("hardlink", "caller"): 3}
+
+
 def test_decide_uses_no_threads_on_one_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     source = make_files(tmp_path / "large", 3, 4 * MIB)
@@ -109,7 +123,7 @@ def test_explicit_workers_spread_large_files_over_threads(tmp_path: Path) -> Non
     class Recording(LinuxBackend):
         def make_many(
             self,
-            mode: LinkMode,
+            mode: str,
             source_dir: str,
             target_dir: str,
             files: Sequence[tuple[str, SourceHints]],
@@ -214,7 +228,7 @@ def test_files_changed_after_the_walk_are_copied_as_they_are_then(tmp_path: Path
     class ChangingAfterTheWalk(LinuxBackend):
         def make_many(
             self,
-            mode: LinkMode,
+            mode: str,
             source_dir: str,
             target_dir: str,
             files: Sequence[tuple[str, SourceHints]],
@@ -268,9 +282,11 @@ def test_the_linker_imports_logging_and_threads_only_when_used(tmp_path: Path) -
     assert done.stdout.split() == ["False", "False", "False", "False"]
 
 
-def test_linking_a_tree_imports_no_threading_warnings_or_importlib(tmp_path: Path) -> None:
+def test_linking_a_tree_imports_no_module_it_does_not_use(tmp_path: Path) -> None:
     """A process that only links a tree pays for no module it does not use: the stop flag is
-    an attribute, the locks are _thread's, warnings comes with the first warning."""
+    an attribute, the locks are _thread's, warnings comes with the first warning, and the
+    modes are words (enum, LinkMode and the failure rules come with the first LinkMode
+    returned or the first file that fails)."""
     import linkprobe
 
     source = make_files(tmp_path / "files", 3, 100)
@@ -281,7 +297,8 @@ def test_linking_a_tree_imports_no_threading_warnings_or_importlib(tmp_path: Pat
         "from linkprobe import Linker\n"
         "Linker('hardlink', env=None).link_tree(sys.argv[1], sys.argv[2])\n"
         "Linker('copy', env=None).link_tree(sys.argv[1], sys.argv[3])\n"
-        "print(sorted(name for name in ('threading', 'warnings', 'importlib', 'logging') if name in sys.modules))\n"
+        "print(sorted(name for name in ('threading', 'warnings', 'importlib', 'logging', 'enum', 'functools',"
+        " 'select', 'linkprobe.modes', 'linkprobe.result', 'linkprobe.fallback') if name in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, str(source), str(tmp_path / "a"), str(tmp_path / "b")],
@@ -292,6 +309,34 @@ def test_linking_a_tree_imports_no_threading_warnings_or_importlib(tmp_path: Pat
     )
     assert done.stdout.split() == ["[]"]
     assert_same_files(source, tmp_path / "b")
+
+
+def test_a_linker_reads_the_mount_table_once_for_its_probes_and_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two trees, a file, and a nested directory each ask for mounts: one Linker reads the
+    table once, and watches nothing (a new Linker reads it anew, so it sees new mounts)."""
+    mounts_module = importlib.import_module("linkprobe.mounts")
+    reads: list[str] = []
+    real_read = mounts_module._read_table
+
+    def counting(mountinfo: str) -> list[Mount]:
+        reads.append(mountinfo)
+        result: list[Mount] = real_read(mountinfo)
+        return result
+
+    monkeypatch.setattr(mounts_module, "_read_table", counting)
+    source = make_files(tmp_path / "files", 3, 100)
+    (source / "sub").mkdir()
+    (source / "sub" / "one").write_bytes(b"1")
+    linker = Linker("copy", env=None)
+    linker.link_tree(source, tmp_path / "a")
+    linker.link_tree(source, tmp_path / "b")
+    linker.link(source / "sub" / "one", tmp_path / "c" / "one")
+    assert reads == ["/proc/self/mountinfo"]
+    assert (tmp_path / "b" / "sub" / "one").read_bytes() == (tmp_path / "c" / "one").read_bytes() == b"1"
+    Linker("copy", env=None).link_tree(source, tmp_path / "d")
+    assert len(reads) == 2
 
 
 def test_link_stats_and_fallback_are_immutable_named_tuples() -> None:

@@ -61,12 +61,12 @@ def test_a_hit_runs_nothing_and_is_the_same_result(pair: tuple[Path, Path]) -> N
 def test_a_hit_with_a_timeout_starts_no_thread(pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     source, target = pair
     first = probe(source, target, timeout=5)
-    probe_module = importlib.import_module("linkprobe.probe")
+    timeout_module = importlib.import_module("linkprobe._timeout")
 
     def no_thread(*args: object) -> bool:
         raise AssertionError("a cached answer needs no thread")
 
-    monkeypatch.setattr(probe_module, "run_in_thread", no_thread)
+    monkeypatch.setattr(timeout_module, "run_in_thread", no_thread)
     assert probe(source, target, timeout=5) is first
 
 

@@ -366,12 +366,12 @@ def _hold_signal_mid_probe(monkeypatch: pytest.MonkeyPatch, sig: signal.Signals)
             super().hardlink(source, target)
             os.kill(os.getpid(), sig)  # blocked: lands when the probe is done
 
-    real_probe = probe_module.probe
+    real_find = probe_module.find
 
     def probing(*args: Any, **kwargs: Any) -> Any:
-        return real_probe(*args, **{**kwargs, "backend": Signalling()})
+        return real_find(*args, **{**kwargs, "backend": Signalling()})
 
-    monkeypatch.setattr("linkprobe.cli.probe.probe", probing)
+    monkeypatch.setattr("linkprobe.cli.probe.find", probing)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

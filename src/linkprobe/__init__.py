@@ -21,9 +21,7 @@ from linkprobe.errors import (
     TargetNotDirectoryError,
     UnsupportedModeError,
 )
-from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode, parse_order
 from linkprobe.probe import SCRATCH_PREFIX, clear_cache, probe, select
-from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,13 +33,26 @@ if TYPE_CHECKING:
     from linkprobe.auditing import Audit, audit
     from linkprobe.benchmarking import BenchResult, bench
     from linkprobe.linker import Fallback, Linker, LinkStats
+    from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode, parse_order
+    from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 #: Public names imported on first use, each from its module: the linker pulls in
 #: concurrent.futures and logging, ~35 ms that the command line (which only probes) should
 #: not pay at every CI job start; the audit and the benchmark walk trees, which the probe does not need either.
+#: LinkMode, Status and the results are enums and classes over them: the enum module
+#: alone costs the command line more than a third of Python's own start-up, and its
+#: one-word formats never need it (linkprobe._words).
 #: Their modules are not named ``audit`` and ``bench``: importing a submodule sets it as an
 #: attribute of this package, and ``linkprobe.audit`` would then be the module, not the function.
 _LAZY: Final[dict[str, str]] = {
+    "AUTO_ORDER": "linkprobe.modes",
+    "LinkMode": "linkprobe.modes",
+    "parse_mode": "linkprobe.modes",
+    "parse_order": "linkprobe.modes",
+    "Probe": "linkprobe.result",
+    "SideFacts": "linkprobe.result",
+    "Status": "linkprobe.result",
+    "Verdict": "linkprobe.result",
     "Audit": "linkprobe.auditing",
     "audit": "linkprobe.auditing",
     "BenchResult": "linkprobe.benchmarking",

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from linkprobe.modes import LinkMode
+from linkprobe._words import CLONE, COPY, HARDLINK, SYMLINK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple
+
+    from linkprobe.modes import LinkMode
 
 __all__ = ["Fallback", "LinkStats"]
 
@@ -58,10 +60,6 @@ class LinkStats(_StatsFields):
     def files(self) -> int:
         return self.cloned + self.hardlinked + self.symlinked + self.copied
 
-    def count(self, mode: LinkMode) -> int:
-        return {
-            LinkMode.CLONE: self.cloned,
-            LinkMode.HARDLINK: self.hardlinked,
-            LinkMode.SYMLINK: self.symlinked,
-            LinkMode.COPY: self.copied,
-        }[mode]
+    def count(self, mode: LinkMode | str) -> int:
+        """Files made with ``mode`` (a LinkMode or its word)."""
+        return {CLONE: self.cloned, HARDLINK: self.hardlinked, SYMLINK: self.symlinked, COPY: self.copied}[mode]

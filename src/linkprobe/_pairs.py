@@ -13,40 +13,44 @@ import os
 from _thread import allocate_lock  # threading's Lock, without importing threading
 
 from linkprobe._link_results import Fallback
+from linkprobe._words import MODE_WORDS, required, supported, verdict_of
 from linkprobe.errors import LinkFailedError, NoUsableModeError
-from linkprobe.modes import LinkMode
 from linkprobe.mounts import Mount, find_mount, mount_table
-from linkprobe.probe import probe
-from linkprobe.reasons import ReasonContext, explain_failure, explain_name_too_long, fallback_advice, next_mode
+from linkprobe.probe import find
+from linkprobe.reasons import ReasonContext, explain_failure, explain_name_too_long
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from linkprobe._facts import Findings
     from linkprobe._undo import Run
     from linkprobe.api import LinkBackend
-    from linkprobe.result import Probe
 
 __all__ = ["Pair", "PairTable"]
 
 
 class Pair:
-    """The decision for one (source mount, target mount) pair; ``lock`` guards ``mode``."""
+    """The decision for one (source mount, target mount) pair; ``lock`` guards ``mode``.
 
-    __slots__ = ("explicit", "lock", "mode", "probe", "warned_symlinks")
+    Modes are words here, as the probe's ``found`` has them (linkprobe._words): the
+    linker builds a LinkMode only where it returns one."""
 
-    def __init__(self, probe: Probe, mode: LinkMode, explicit: bool) -> None:
-        self.probe = probe
+    __slots__ = ("explicit", "found", "lock", "mode", "warned_symlinks")
+
+    def __init__(self, found: Findings, mode: str, explicit: bool) -> None:
+        self.found = found
         self.mode = mode
         self.explicit = explicit
         self.warned_symlinks = False
         self.lock = allocate_lock()
 
-    def explain(self, mode: LinkMode, code: int, source: str, target: str) -> str:
+    def explain(self, mode: str, code: int, source: str, target: str) -> str:
         """The reason ``mode`` failed with ``code`` from ``source`` to ``target``. The probe
         may have made ``mode`` work here already; then the words blame the file, not the
         filesystem. ENAMETOOLONG names the path that is too long, not the probed one."""
         if code == errno.ENAMETOOLONG:
             return explain_name_too_long((target, source))
-        context = ReasonContext(self.probe.source, self.probe.target, mode_worked=self.probe.supports(mode))
+        source_facts, target_facts, verdicts, *_ = self.found
+        context = ReasonContext(source_facts, target_facts, mode_worked=supported(verdicts, mode))
         return explain_failure(mode, code, context)
 
 
@@ -64,8 +68,8 @@ class PairTable:
 
     def __init__(
         self,
-        requested: LinkMode | None,
-        prefer: tuple[LinkMode, ...],
+        requested: str | None,
+        prefer: tuple[str, ...],
         env: str | None,
         backend: LinkBackend,
     ) -> None:
@@ -87,9 +91,11 @@ class PairTable:
         return self.requested is not None
 
     def mount_table(self) -> list[Mount]:
-        """The mount table, read once per Linker (a tree walk asks for every directory)."""
+        """The mount table, read once per Linker (a tree walk asks for every directory), and
+        the one its probes use. Read, not watched: nothing here is cached past the Linker,
+        so a watch (an open descriptor and the select module) would buy nothing."""
         if self._mounts is None:
-            self._mounts = mount_table()
+            self._mounts = mount_table(watch=False)
             self._mount_points = frozenset(mount.mount_point for mount in self._mounts)
         return self._mounts
 
@@ -123,8 +129,8 @@ class PairTable:
         with self.lock:
             pair = self.pairs.get(key)
             if pair is None:
-                result = probe(source, target_dir, cache=False, backend=self.backend)
-                pair = Pair(result, self.choose(result), self.explicit)
+                found = find(source, target_dir, backend=self.backend, mounts=self.mount_table)
+                pair = Pair(found, self.choose(found), self.explicit)
                 self.pairs[key] = pair
             self.dir_pairs[key_paths] = pair
         self.last = pair
@@ -139,7 +145,7 @@ class PairTable:
         points = self.mount_points()
         # Mount points are few: compare strings first, and only stat when one matches or
         # the device changed (btrfs subvolumes, nested mounts).
-        parent_dev = pair.probe.source.st_dev
+        parent_dev = pair.found[0].st_dev
         if (
             real_source_child in points
             or real_target_child in points
@@ -148,43 +154,51 @@ class PairTable:
             return self.pair_for(entry.path, target_path)
         return pair
 
-    def choose(self, result: Probe) -> LinkMode:
+    def choose(self, found: Findings) -> str:
+        source, target, verdicts, *_ = found
         if self.requested is not None:
-            return result.require(self.requested)  # raises UnsupportedModeError
+            return required(verdicts, self.requested, (), source.given, target.given)  # UnsupportedModeError
         for mode in self.prefer:
-            if result.supports(mode):
+            if supported(verdicts, mode):
                 return mode
+        failed = [verdict_of(verdicts, mode) for mode in self.prefer]
         raise NoUsableModeError(
-            result.source.given,
-            result.target.given,
-            {mode: result.verdict(mode).reason for mode in self.prefer},
-            next((result.verdict(mode).errno for mode in self.prefer if result.verdict(mode).errno), None),
+            source.given,
+            target.given,
+            {mode: reason for mode, _, reason, _ in failed},
+            next((code for _, _, _, code in failed if code), None),
         )
 
-    def fall_back(self, pair: Pair, failed: LinkMode, code: int, source: str, target: str, run: Run) -> None:
+    def fall_back(self, pair: Pair, failed: str, code: int, source: str, target: str, run: Run) -> None:
         """Step ``pair`` down from ``failed`` to the next mode (auto), once, and say so."""
+        from linkprobe.fallback import fallback_advice, next_mode  # a file failed: see there
+        from linkprobe.modes import LinkMode  # Fallback records hold LinkModes
+
         with pair.lock:
-            if pair.mode is not failed:
+            if pair.mode != failed:
                 return  # another thread already stepped down; retry with its choice
-            supported = {mode for mode in LinkMode if pair.probe.supports(mode)}
-            chosen = next_mode(self.prefer, failed, supported)
+            source_facts, target_facts, verdicts, *_ = pair.found
+            working = {mode for mode in MODE_WORDS if supported(verdicts, mode)}
+            chosen = next_mode(self.prefer, failed, working)
             reason = pair.explain(failed, code, source, target)
             if chosen is None:
                 raise LinkFailedError(failed, source, target, code, f"{reason}; no other mode left to fall back to")
             pair.mode = chosen
             fallback = Fallback(
-                pair.probe.source.mount_point, pair.probe.target.mount_point, failed, chosen, code, reason
+                source_facts.mount_point, target_facts.mount_point, LinkMode(failed), LinkMode(chosen), code, reason
             )
         with self.lock:
             self.fallbacks.append(fallback)
         run.warn(
-            f"{failed.value} failed from {source} to {target}: {reason}; using {chosen.value} for the rest "
+            f"{failed!s} failed from {source} to {target}: {reason}; using {chosen!s} for the rest "
             f"of this run on this pair of mounts. Set the mode explicitly ({fallback_advice(chosen, self.env)}) "
             "to silence this warning."
         )
 
     def warn_symlinks_once(self, pair: Pair, reason: str, source_path: str, run: Run) -> None:
         """Say once per pair that its symlinks are materialised as the files they point to."""
+        from linkprobe.fallback import fallback_advice  # a symlink failed: see there
+
         with pair.lock:
             if pair.warned_symlinks:
                 return

@@ -6,22 +6,24 @@ from __future__ import annotations
 import os
 from _thread import allocate_lock
 
-from linkprobe._locate import Located, unchanged
-from linkprobe.result import Probe
+from linkprobe._locate import unchanged
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-__all__ = ["CACHE_LIMIT", "Entry", "clear", "hit", "key", "store"]
+    from linkprobe._locate import Located
+    from linkprobe.result import Probe
+
+    #: What is kept per key: where both paths were found, and the answer.
+    Entry = tuple[Located, Located, Probe]
+
+__all__ = ["CACHE_LIMIT", "clear", "hit", "key", "store"]
 
 #: POSIX paths are absolute exactly when they start with "/" (posixpath.isabs).
 _POSIX: Final[bool] = os.path.sep == "/" and os.name == "posix"
 #: Cached probes kept at most; the oldest goes first.
 CACHE_LIMIT: Final[int] = 256
-
-#: What is kept per key: where both paths were found, and the answer.
-Entry = tuple[Located, Located, Probe]
 
 #: Key: the two paths as given (and the working directory when one is relative).
 _cache: dict[tuple[str, ...], Entry] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
+from linkprobe._words import CLONE, COPY, SYMLINK
 from linkprobe.api import FileIdentity, LinkBackend, SourceHints, remove_quietly
-from linkprobe.modes import LinkMode
 from linkprobe.reasons import errno_of
 
 TYPE_CHECKING = False
@@ -75,7 +75,7 @@ class Attempts:
 
     def attempt(
         self,
-        mode: LinkMode,
+        mode: str,
         source_file: str | None,
         source_dir: str,
         target_dir: str,
@@ -84,21 +84,21 @@ class Attempts:
         hints: SourceHints | None = None,
     ) -> int | None:
         """Try one mode; None on success, else the errno. ``hints`` go to a clone."""
-        name = scratch_name(target_dir, mode.value)
+        name = scratch_name(target_dir, str(mode))
         backend = self.backend
         self.beat()
         try:
-            if mode is LinkMode.SYMLINK:
+            if mode == SYMLINK:
                 backend.symlink(source_file or source_dir, name)
-            elif source_file is None or (mode is LinkMode.COPY and not source_is_scratch):
+            elif source_file is None or (mode == COPY and not source_is_scratch):
                 # A copy from a file that is not our scratch file (a read-only source's,
                 # or the source file given) only checks that files can be created: that
                 # file may be a large wheel.
                 self.record(name, backend.create_scratch(name))
                 return None
-            elif mode is LinkMode.COPY:
+            elif mode == COPY:
                 backend.copy(source_file, name)
-            elif mode is LinkMode.CLONE:
+            elif mode == CLONE:
                 backend.clone(source_file, name, hints)
             else:
                 backend.hardlink(source_file, name)

@@ -1,5 +1,6 @@
 """A probe with a deadline: it runs in a daemon thread, and the caller stops waiting when
-the deadline passes. What the probe found so far is kept in a :class:`Progress`."""
+the deadline passes. What the probe found so far is kept in a
+:class:`~linkprobe._facts.Progress`. Imported only by a probe with a timeout."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import os
 import time
 from _thread import allocate_lock
 
+from linkprobe._facts import Progress
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
     from typing import Final
 
-    from linkprobe.modes import LinkMode
-    from linkprobe.reasons import ReasonContext
-    from linkprobe.result import Probe, SideFacts
+    from linkprobe._facts import Findings
 
 __all__ = ["EXIT_GRACE", "EXIT_LIMIT", "Progress", "abandoned", "run_in_thread", "wait_for_abandoned"]
 
@@ -25,32 +26,6 @@ __all__ = ["EXIT_GRACE", "EXIT_LIMIT", "Progress", "abandoned", "run_in_thread",
 #: that exit waits in all.
 EXIT_GRACE: Final[float] = 0.5
 EXIT_LIMIT: Final[float] = 5.0
-
-
-class Progress:
-    """What a probe has found so far; read by the caller when a deadline passes first."""
-
-    def __init__(self) -> None:
-        self.source_facts: SideFacts | None = None
-        self.target_facts: SideFacts | None = None
-        self.ctx: ReasonContext | None = None
-        self.source_errno: int | None = None
-        # Filled mode by mode; a dict assignment is atomic, so a snapshot is consistent.
-        self.results: dict[LinkMode, int | None] = {}
-        self.result: Probe | None = None
-        self.error: BaseException | None = None
-        #: Set when the caller stopped waiting: make no further attempt, clean up as soon
-        #: as the call in progress returns.
-        self.abandoned = False
-        #: Modes whose attempt from a scratch file worked but whose attempt from an
-        #: existing file of the source failed, with that errno.
-        self.existing_failures: dict[LinkMode, int] = {}
-        #: time.monotonic() when the probe last started a call that may wait for the
-        #: filesystem: how long the call in progress has taken so far.
-        self.last_beat = time.monotonic()
-
-    def beat(self) -> None:
-        self.last_beat = time.monotonic()
 
 
 #: Probe threads whose caller stopped waiting and that have not finished: id -> both.
@@ -95,7 +70,7 @@ def wait_for_abandoned(grace: float = EXIT_GRACE, limit: float = EXIT_LIMIT) -> 
         return
 
 
-def run_in_thread(work: Callable[[Progress], Probe], progress: Progress, timeout: float) -> bool:
+def run_in_thread(work: Callable[[Progress], Findings], progress: Progress, timeout: float) -> bool:
     """Run ``work(progress)`` in a daemon thread; True if it finished within ``timeout``
     seconds (its outcome is then in ``progress.result`` or ``progress.error``)."""
     # Imported here: only a probe with a timeout starts a thread.

@@ -13,13 +13,15 @@ import stat
 import time
 
 from linkprobe._link_results import LinkStats
+from linkprobe._words import CLONE, COPY, HARDLINK, MODE_WORDS, SYMLINK
 from linkprobe.errors import LinkModeFallbackWarning
-from linkprobe.modes import LinkMode
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    #: The files one make_many call made: (mode word, source directory, target directory, names).
+    MadeRun = tuple[str, str, str, list[str]]
 
 __all__ = ["MadeRun", "Run", "Tally", "log_warning"]
-
-#: The files one make_many call made: (mode, source directory, target directory, names).
-MadeRun = tuple[LinkMode, str, str, list[str]]
 
 
 def log_warning(message: str) -> None:
@@ -44,7 +46,7 @@ class Tally:
     __slots__ = ("by_mode", "bytes", "directories", "symlinks")
 
     def __init__(self) -> None:
-        self.by_mode: dict[LinkMode, int] = dict.fromkeys(LinkMode, 0)
+        self.by_mode: dict[str, int] = dict.fromkeys(MODE_WORDS, 0)
         self.symlinks = 0
         self.directories = 0
         self.bytes = 0
@@ -58,10 +60,10 @@ class Tally:
 
     def freeze(self) -> LinkStats:
         return LinkStats(
-            cloned=self.by_mode[LinkMode.CLONE],
-            hardlinked=self.by_mode[LinkMode.HARDLINK],
-            symlinked=self.by_mode[LinkMode.SYMLINK],
-            copied=self.by_mode[LinkMode.COPY],
+            cloned=self.by_mode[CLONE],
+            hardlinked=self.by_mode[HARDLINK],
+            symlinked=self.by_mode[SYMLINK],
+            copied=self.by_mode[COPY],
             symlinks=self.symlinks,
             directories=self.directories,
             bytes=self.bytes,
@@ -90,7 +92,7 @@ class Run:
         self.default_acl: dict[str, bool] = {}
         self.runs: list[MadeRun] = []
         #: (mode, source, target) of single files; mode None: a symlink of the source tree.
-        self.files: list[tuple[LinkMode | None, str, str]] = []
+        self.files: list[tuple[str | None, str, str]] = []
         #: The names of make_many calls that raised (KeyboardInterrupt) instead of returning:
         #: some prefix of them was made, which prefix is not known.
         self.uncertain: list[MadeRun] = []
@@ -181,19 +183,19 @@ class Run:
         return tuple(left)
 
 
-def _still_made(mode: LinkMode | None, source: str, target: str, info: os.stat_result) -> bool:
+def _still_made(mode: str | None, source: str, target: str, info: os.stat_result) -> bool:
     """Whether ``target`` (whose lstat is ``info``) is still what ``mode`` made from ``source``."""
-    if mode is None or mode is LinkMode.SYMLINK:
+    if mode is None or mode == SYMLINK:
         expected = os.readlink(source) if mode is None else os.path.abspath(source)
         return stat.S_ISLNK(info.st_mode) and os.readlink(target) == expected
     source_info = os.stat(source)
     same_inode = (source_info.st_dev, source_info.st_ino) == (info.st_dev, info.st_ino)
-    if mode is LinkMode.HARDLINK:
+    if mode == HARDLINK:
         return same_inode
     return stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and not same_inode
 
 
-def _remove_made(mode: LinkMode | None, source: str, target: str, left: list[str]) -> None:
+def _remove_made(mode: str | None, source: str, target: str, left: list[str]) -> None:
     try:
         info = os.lstat(target)
     except FileNotFoundError:

@@ -9,6 +9,7 @@ import os
 import stat
 
 from linkprobe._undo import Tally
+from linkprobe._words import COPY
 from linkprobe.errors import (
     InvalidSourceError,
     LinkFailedError,
@@ -17,7 +18,6 @@ from linkprobe.errors import (
     SourceNotFoundError,
     TargetInsideSourceError,
 )
-from linkprobe.modes import LinkMode
 from linkprobe.reasons import errno_of, explain_name_too_long, source_problem, target_inside_source
 
 TYPE_CHECKING = False
@@ -105,7 +105,7 @@ class Walk:
             # read once (the mode again after each batch: a fallback may step it down).
             add = batch.entries.append
             count = size_total = sized = 0
-            measure = sizes and pair.mode is LinkMode.COPY
+            measure = sizes and pair.mode == COPY
             with os.scandir(source_dir) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
@@ -143,13 +143,13 @@ class Walk:
                         batch = Batch(pair, source_dir, target_dir)
                         add = batch.entries.append
                         count = size_total = sized = 0
-                        measure = sizes and pair.mode is LinkMode.COPY
+                        measure = sizes and pair.mode == COPY
             if count:
                 batch.bytes, batch.sized = size_total, sized
                 yield batch
 
 
-def make_directory(path: str, tally: Tally, mode: LinkMode, source_path: str, run: Run) -> bool:
+def make_directory(path: str, tally: Tally, mode: str, source_path: str, run: Run) -> bool:
     """Create ``path``; False if it was there already (a directory, or a symlink to one)."""
     try:
         os.mkdir(path)
@@ -189,7 +189,7 @@ def _keep_writable(path: str, run: Run) -> None:
         pass  # the create or link inside reports the real problem, with its path
 
 
-def make_parents(directory: str, run: Run, mode: LinkMode, source_path: str) -> None:
+def make_parents(directory: str, run: Run, mode: str, source_path: str) -> None:
     """Create ``directory`` and its missing parents, recording each one made in ``run``."""
     missing: list[str] = []
     path = directory
@@ -209,12 +209,13 @@ def raise_for_source(source: str, target: str, st_mode: int | None, *, tree: boo
     problem = source_problem(st_mode, tree=tree)
     if problem is None:
         return
+    code, reason = problem
     kind: type[InvalidSourceError] = {
         errno.ENOENT: SourceNotFoundError,
         errno.EISDIR: SourceIsDirectoryError,
         errno.ENOTDIR: SourceNotDirectoryError,
-    }.get(problem.errno, InvalidSourceError)
-    raise kind(source, target, problem.errno, problem.reason)
+    }.get(code, InvalidSourceError)
+    raise kind(source, target, code, reason)
 
 
 def refuse_inside(

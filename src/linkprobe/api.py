@@ -13,7 +13,7 @@ import stat
 from abc import ABC, abstractmethod
 from collections import namedtuple
 
-from linkprobe.modes import LinkMode
+from linkprobe._words import CLONE, COPY, HARDLINK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import ClassVar, Final, NamedTuple
 
     from typing_extensions import override
+
 else:
 
     def override(method):
@@ -124,24 +125,25 @@ class LinkBackend(ABC):
         """Create ``target`` with ``source``'s bytes and permission bits."""
         self.fill_new_file(source, target, self.copy_data, hints)
 
-    def make(self, mode: LinkMode, source: str, target: str, hints: SourceHints | None = None) -> None:
-        """Create ``target`` from ``source`` with ``mode``: the one-file method for it.
+    def make(self, mode: str, source: str, target: str, hints: SourceHints | None = None) -> None:
+        """Create ``target`` from ``source`` with ``mode`` (a mode word such as ``"clone"``;
+        a LinkMode is one): the one-file method for it.
 
         A symlink gets the absolute path of ``source``: a relative text would point
         elsewhere from the target's directory.
         """
-        if mode is LinkMode.HARDLINK:
+        if mode == HARDLINK:
             self.hardlink(source, target)
-        elif mode is LinkMode.CLONE:
+        elif mode == CLONE:
             self.clone(source, target, hints)
-        elif mode is LinkMode.COPY:
+        elif mode == COPY:
             self.copy(source, target, hints)
         else:
             self.symlink(os.path.abspath(source), target)
 
     def make_many(
         self,
-        mode: LinkMode,
+        mode: str,
         source_dir: str,
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],

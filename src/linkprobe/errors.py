@@ -11,7 +11,7 @@ import errno as _errno
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from linkprobe.linker import LinkStats
     from linkprobe.modes import LinkMode
@@ -34,6 +34,12 @@ __all__ = [
     "TargetNotDirectoryError",
     "UnsupportedModeError",
 ]
+
+
+def _link_mode(word: str) -> LinkMode:
+    from linkprobe.modes import LinkMode
+
+    return LinkMode(word)
 
 
 class LinkprobeError(Exception):
@@ -95,12 +101,18 @@ class TargetNotDirectoryError(LinkprobeError, NotADirectoryError):
 class _ModeFileError(LinkprobeError, OSError):
     """A mode failed between a source and a target path: errno, both paths, one reason."""
 
-    def __init__(self, mode: LinkMode, source: str, target: str, errno: int | None, reason: str) -> None:
+    def __init__(self, mode: str, source: str, target: str, errno: int | None, reason: str) -> None:
         super().__init__(errno or 0, reason, source, None, target)
-        self.mode = mode
+        self._mode = str(mode)
         self.source = source
         self.target = target
         self.reason = reason
+
+    @property
+    def mode(self) -> LinkMode:
+        """The mode, as a LinkMode. The probe and the linker raise with the mode's word
+        (``"clone"``): the enum module is imported only when somebody asks."""
+        return _link_mode(self._mode)
 
 
 class InvalidSourceError(LinkprobeError, OSError):
@@ -150,19 +162,24 @@ class UnsupportedModeError(_ModeFileError):
     """
 
     def __str__(self) -> str:
-        return f"{self.mode.value} does not work from {self.source} to {self.target}: {self.reason}"
+        return f"{self._mode} does not work from {self.source} to {self.target}: {self.reason}"
 
 
 class NoUsableModeError(LinkprobeError, OSError):
     """Auto mode found no way at all to put files from source into target."""
 
-    def __init__(self, source: str, target: str, reasons: dict[LinkMode, str], errno: int | None) -> None:
-        summary = "; ".join(f"{mode.value}: {why}" for mode, why in reasons.items())
+    def __init__(self, source: str, target: str, reasons: Mapping[str, str], errno: int | None) -> None:
+        summary = "; ".join(f"{mode!s}: {why}" for mode, why in reasons.items())
         super().__init__(errno or 0, summary, source, None, target)
         self.source = source
         self.target = target
-        self.reasons = dict(reasons)
+        self._reasons = {str(mode): why for mode, why in reasons.items()}
         self.reason = summary
+
+    @property
+    def reasons(self) -> dict[LinkMode, str]:
+        """Why each mode failed, keyed by LinkMode (built on first use, as ``mode`` is)."""
+        return {_link_mode(mode): why for mode, why in self._reasons.items()}
 
     def __str__(self) -> str:
         return f"no mode works from {self.source} to {self.target}: {self.reason}"
@@ -172,7 +189,7 @@ class LinkFailedError(_ModeFileError):
     """Materialising one file failed for a reason that is not about the mode."""
 
     def __str__(self) -> str:
-        return f"cannot {self.mode.value} {self.source} to {self.target}: {self.reason}"
+        return f"cannot {self._mode} {self.source} to {self.target}: {self.reason}"
 
 
 class SampleError(LinkprobeError, ValueError):

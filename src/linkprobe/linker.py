@@ -21,18 +21,20 @@ from linkprobe._link_results import Fallback, LinkStats
 from linkprobe._pairs import Pair, PairTable
 from linkprobe._undo import Run, Tally
 from linkprobe._walk import Batch, Walk, make_directory, make_parents, raise_for_source, refuse_inside
+from linkprobe._words import AUTO_ORDER_WORDS, COPY, HARDLINK, SYMLINK, mode_word, order_words, requested_word
 from linkprobe.api import KEPT_MODE_BITS, LinkBackend, SourceHints, remove_quietly
 from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidArgumentError, LinkFailedError, LinkprobeError, TargetInsideSourceError
-from linkprobe.modes import AUTO_ORDER, LinkMode, parse_mode
-from linkprobe.probe import SCRATCH_PREFIX, requested_choice
-from linkprobe.reasons import FailureAction, errno_of, error_class, on_failure, on_symlink_failure, source_problem
+from linkprobe.probe import SCRATCH_PREFIX
+from linkprobe.reasons import errno_of, source_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from concurrent.futures import Future, ThreadPoolExecutor
     from typing import Final
+
+    from linkprobe.modes import LinkMode
 
 __all__ = ["Fallback", "LinkStats", "Linker"]
 
@@ -72,17 +74,19 @@ class Linker:
         mode: LinkMode | str | None = None,
         *,
         env: str | None = "LINKPROBE_MODE",
-        prefer: Sequence[LinkMode | str] = AUTO_ORDER,
+        prefer: Sequence[LinkMode | str] = AUTO_ORDER_WORDS,
         replace: bool = False,
         workers: int | None = None,
         backend: LinkBackend | None = None,
     ) -> None:
-        chosen = requested_choice(mode, env)
-        if isinstance(chosen, tuple):  # an order word (pnpm's clone-or-copy) is the order to use
-            prefer = chosen
-        requested = chosen if isinstance(chosen, LinkMode) else None
-        preferred = [parse_mode(item, source="prefer") for item in prefer]
-        ordered: tuple[LinkMode, ...] = tuple(dict.fromkeys(m for m in preferred if m is not None))
+        # Modes are words inside (linkprobe._words): link_tree never imports enum.
+        word, source = requested_word(mode, env, os.environ)
+        order = order_words(word) if word is not None else None
+        if order is not None:  # an order word (pnpm's clone-or-copy) is the order to use
+            prefer = order
+        requested = mode_word(word, source=source) if word is not None and order is None else None
+        preferred = [mode_word(item, source="prefer") for item in prefer]
+        ordered: tuple[str, ...] = tuple(dict.fromkeys(m for m in preferred if m is not None))
         if not ordered:
             raise InvalidArgumentError("prefer", prefer, "must name at least one mode")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -100,7 +104,7 @@ class Linker:
     def mode(self) -> LinkMode | None:
         """The effective mode of the most recently used mount pair (None before any use)."""
         last = self._pairs.last
-        return last.mode if last else None
+        return _link_mode(last.mode) if last else None
 
     @property
     def explicit(self) -> bool:
@@ -122,7 +126,7 @@ class Linker:
 
     def _place(
         self, pair: Pair, source: str, target: str, hints: SourceHints | None, run: Run, *, new: bool = True
-    ) -> LinkMode:
+    ) -> str:
         """Materialise one regular file; returns the mode that did it. ``new``: ``target``
         is a name of the caller's (not a temporary), recorded in ``run`` once made."""
         mode = pair.mode
@@ -137,7 +141,7 @@ class Linker:
     def _recover(
         self,
         pair: Pair,
-        mode: LinkMode,
+        mode: str,
         exc: OSError,
         source: str,
         target: str,
@@ -145,7 +149,7 @@ class Linker:
         run: Run,
         *,
         new: bool = True,
-    ) -> LinkMode:
+    ) -> str:
         """Apply the rules to ``exc``, the failure of making ``target`` with ``mode``: fall
         back (auto), copy this one file, replace, or raise. Returns the mode that made it."""
         if isinstance(exc, FileExistsError):
@@ -159,6 +163,8 @@ class Linker:
             return self._replace_atomically(
                 source, target, lambda temporary: self._place(pair, source, temporary, hints, run, new=False)
             )
+        from linkprobe.fallback import FailureAction, error_class, on_failure  # a file failed: see there
+
         code = errno_of(exc)
         action = on_failure(mode, code, explicit=pair.explicit)
         if action is FailureAction.FALL_BACK:
@@ -167,12 +173,12 @@ class Linker:
         if action is FailureAction.COPY_FILE:
             self._backend.copy(source, target, hints)
             if new:
-                run.files.append((LinkMode.COPY, source, target))
-            return LinkMode.COPY
+                run.files.append((COPY, source, target))
+            return COPY
         reason = pair.explain(mode, code, source, target)
         raise error_class(code, explicit=pair.explicit)(mode, source, target, code, reason) from exc
 
-    def _replace_atomically(self, source: str, target: str, make: Callable[[str], LinkMode]) -> LinkMode:
+    def _replace_atomically(self, source: str, target: str, make: Callable[[str], str]) -> str:
         """``make`` the file (or symlink) under a temporary name beside ``target``, then
         rename it over ``target``: readers see the old file or the new one, never neither."""
         temporary = os.path.join(os.path.dirname(target), f"{SCRATCH_PREFIX}{os.urandom(8).hex()}.tmp")
@@ -188,7 +194,7 @@ class Linker:
             raise LinkFailedError(mode, source, target, errno_of(exc), exc.strerror or str(exc)) from exc
         return mode
 
-    def _mode_word(self) -> LinkMode:
+    def _mode_word(self) -> str:
         """The mode named in errors raised before any pair is known."""
         return self._requested or self._prefer[0]
 
@@ -225,7 +231,7 @@ class Linker:
             raise
         run.restore_modes()
         run.emit_warnings(stacklevel=2)
-        return mode
+        return _link_mode(mode)
 
     def link_tree(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> LinkStats:
         """Mirror the directory ``source`` into ``target`` (which may not exist yet).
@@ -309,9 +315,7 @@ class Linker:
             if pool is not None:
                 pool.shutdown(wait=True)
 
-    def _failed(
-        self, exc: BaseException, run: Run, mode: LinkMode, source_root: str, target_root: str
-    ) -> BaseException:
+    def _failed(self, exc: BaseException, run: Run, mode: str, source_root: str, target_root: str) -> BaseException:
         """Undo ``run`` after ``exc`` and return the exception to raise: a LinkprobeError
         carrying the partial stats (an OSError of the walk is wrapped into one)."""
         left = run.undo()
@@ -386,7 +390,7 @@ class Linker:
         pair, target_dir = batch.pair, batch.target_dir
         regular: list[os.DirEntry[str]] = []
         files: list[tuple[str, SourceHints]] = []
-        if pair.mode is LinkMode.HARDLINK:
+        if pair.mode == HARDLINK:
             for entry in batch.entries:
                 if not entry.is_file(follow_symlinks=False):  # d_type (or an lstat on DT_UNKNOWN)
                     if entry.is_symlink():
@@ -419,7 +423,7 @@ class Linker:
         problem = None if stat.S_ISREG(info.st_mode) else source_problem(info.st_mode, tree=False)
         if problem is not None:
             target_path = os.path.join(target_dir, entry.name)
-            raise LinkFailedError(pair.mode, entry.path, target_path, problem.errno, problem.reason)
+            raise LinkFailedError(pair.mode, entry.path, target_path, *problem)
 
     def _run_batch(self, batch: Batch, run: Run, tally: Tally | None = None) -> None:
         """Materialise the regular files and symlinks of one batch (one directory).
@@ -439,7 +443,7 @@ class Linker:
             start = 0
             while start < len(files) and not run.stopped:
                 mode = pair.mode
-                if not hinted and mode is not LinkMode.HARDLINK:  # stepped down from hardlink
+                if not hinted and mode != HARDLINK:  # stepped down from hardlink
                     files[start:] = self._hinted(regular[start:], self._batch_umask(run, target_dir))
                     tally.bytes += sum(hints.size for _, hints in files[start:])
                     hinted = True
@@ -463,7 +467,7 @@ class Linker:
                 source_path, target_path = os.path.join(source_dir, name), os.path.join(target_dir, name)
                 made = self._recover(pair, mode, error, source_path, target_path, hints, run)
                 tally.by_mode[made] += 1
-                if not hinted and made is not LinkMode.HARDLINK:
+                if not hinted and made != HARDLINK:
                     tally.bytes += hints.size
                 start = done + 1
         except BaseException:
@@ -478,31 +482,40 @@ class Linker:
         except FileExistsError:
             if not self._replace:
                 raise LinkFailedError(
-                    LinkMode.SYMLINK, source_path, target_path, 17, "destination exists (use replace=True)"
+                    SYMLINK, source_path, target_path, 17, "destination exists (use replace=True)"
                 ) from None
             self._replace_atomically(source_path, target_path, lambda temporary: self._symlink(text, temporary))
             tally.symlinks += 1
             return
         except OSError as exc:
+            from linkprobe.fallback import FailureAction, on_symlink_failure  # a symlink failed: see there
+
             code = errno_of(exc)
-            reason = pair.explain(LinkMode.SYMLINK, code, source_path, target_path)
+            reason = pair.explain(SYMLINK, code, source_path, target_path)
             if on_symlink_failure(code, explicit=pair.explicit) is FailureAction.RAISE:
-                raise LinkFailedError(LinkMode.SYMLINK, source_path, target_path, code, reason) from exc
+                raise LinkFailedError(SYMLINK, source_path, target_path, code, reason) from exc
             # Auto, and the target cannot hold symlinks (exFAT): materialise what the link
             # points to, like `cp -rL`, and say so once per pair.
             if not os.path.isfile(source_path):
                 raise LinkFailedError(
-                    LinkMode.SYMLINK, source_path, target_path, code, f"{reason}; it does not point to a file"
+                    SYMLINK, source_path, target_path, code, f"{reason}; it does not point to a file"
                 ) from exc
             self._pairs.warn_symlinks_once(pair, reason, source_path, run)
             mode = self._place(pair, source_path, target_path, None, run)
             tally.by_mode[mode] += 1
-            if mode is not LinkMode.HARDLINK:
+            if mode != HARDLINK:
                 tally.bytes += os.stat(source_path).st_size
             return
         run.files.append((None, source_path, target_path))
         tally.symlinks += 1
 
-    def _symlink(self, text: str, target: str) -> LinkMode:
+    def _symlink(self, text: str, target: str) -> str:
         self._backend.symlink(text, target)
-        return LinkMode.SYMLINK
+        return SYMLINK
+
+
+def _link_mode(word: str) -> LinkMode:
+    """The LinkMode a public method returns for a mode word (enum imported on first use)."""
+    from linkprobe.modes import LinkMode
+
+    return LinkMode(word)

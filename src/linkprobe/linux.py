@@ -6,6 +6,7 @@ import errno
 import os
 import sys
 
+from linkprobe._words import CLONE, COPY, HARDLINK
 from linkprobe.api import (
     CREATE_FLAGS,
     READ_FLAGS,
@@ -15,7 +16,6 @@ from linkprobe.api import (
     override,
     remove_quietly,
 )
-from linkprobe.modes import LinkMode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,10 +45,10 @@ _DIRECTORY_FLAGS: Final[int] = (
 #: The one-file methods whose behaviour make_many's fast path reproduces, per mode. A
 #: subclass that overrides one of them (a test's counting backend) gets the generic loop,
 #: so that its override sees every file.
-_FAST_PATH_METHODS: Final[dict[LinkMode, tuple[str, ...]]] = {
-    LinkMode.HARDLINK: ("make", "hardlink"),
-    LinkMode.CLONE: ("make", "clone", "fill_new_file", "create_like"),
-    LinkMode.COPY: ("make", "copy", "fill_new_file", "create_like", "copy_data"),
+_FAST_PATH_METHODS: Final[dict[str, tuple[str, ...]]] = {
+    HARDLINK: ("make", "hardlink"),
+    CLONE: ("make", "clone", "fill_new_file", "create_like"),
+    COPY: ("make", "copy", "fill_new_file", "create_like", "copy_data"),
 }
 
 #: How fill_new_file opens a source the caller has hints for (see there): never through a
@@ -73,7 +73,7 @@ class LinuxBackend(LinkBackend):
     @override
     def make_many(
         self,
-        mode: LinkMode,
+        mode: str,
         source_dir: str,
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
@@ -97,9 +97,9 @@ class LinuxBackend(LinkBackend):
             except OSError as exc:
                 return start, exc
             try:
-                if mode is LinkMode.HARDLINK:
+                if mode == HARDLINK:
                     return _link_many(source_fd, target_fd, files, start)
-                if mode is LinkMode.COPY:
+                if mode == COPY:
                     return _copy_many(self, source_fd, target_fd, files, start)
                 return _fill_many(self, source_fd, target_fd, files, start, _ficlone)
             finally:

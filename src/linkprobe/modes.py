@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import os
 
-from linkprobe.errors import InvalidModeError
+from linkprobe import _words
+from linkprobe._words import requested_word
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,10 +29,10 @@ __all__ = [
 class LinkMode(str, enum.Enum):
     """A way of materialising a file from a source directory in a target directory."""
 
-    CLONE = "clone"
-    HARDLINK = "hardlink"
-    SYMLINK = "symlink"
-    COPY = "copy"
+    CLONE = _words.CLONE
+    HARDLINK = _words.HARDLINK
+    SYMLINK = _words.SYMLINK
+    COPY = _words.COPY
 
     def __str__(self) -> str:
         return self.value
@@ -39,32 +40,17 @@ class LinkMode(str, enum.Enum):
 
 #: The order auto mode prefers. Symlink is never chosen automatically: a symlink into a
 #: cache breaks the day the cache is pruned, so only a caller may ask for it.
-AUTO_ORDER: Final[tuple[LinkMode, ...]] = (LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.COPY)
-
-#: Spellings other tools use (uv: ``reflink``; pnpm: ``clone``; cp: ``--reflink``;
-#: conda: ``softlink``). Every key is already lower case and stripped.
-_ALIASES: Final[dict[str, LinkMode]] = {
-    "clone": LinkMode.CLONE,
-    "reflink": LinkMode.CLONE,
-    "cow": LinkMode.CLONE,
-    "hardlink": LinkMode.HARDLINK,
-    "symlink": LinkMode.SYMLINK,
-    "softlink": LinkMode.SYMLINK,
-    "copy": LinkMode.COPY,
-}
-
-#: Values that mean "nothing chosen": decide by probing.
-_AUTO_WORDS: Final[frozenset[str]] = frozenset({"", "auto"})
+AUTO_ORDER: Final[tuple[LinkMode, ...]] = tuple(LinkMode(word) for word in _words.AUTO_ORDER_WORDS)
 
 #: Words that name an order of modes instead of one mode: pnpm's package-import-method
 #: ``clone-or-copy``. The first mode of the order that works is used. Stepping down within
 #: the order is the user's own rule, so it is not a fallback that linkprobe makes.
 ORDER_WORDS: Final[dict[str, tuple[LinkMode, ...]]] = {
-    "clone-or-copy": (LinkMode.CLONE, LinkMode.COPY),
+    word: tuple(LinkMode(mode) for mode in modes) for word, modes in _words.ORDER_WORDS.items()
 }
 
 #: What error messages list as valid, in a stable order.
-VALID_WORDS: Final[tuple[str, ...]] = ("auto", *(mode.value for mode in LinkMode))
+VALID_WORDS: Final[tuple[str, ...]] = _words.VALID_WORDS
 
 
 def parse_mode(value: str | LinkMode | None, *, source: str = "mode") -> LinkMode | None:
@@ -79,13 +65,8 @@ def parse_mode(value: str | LinkMode | None, *, source: str = "mode") -> LinkMod
     """
     if value is None or isinstance(value, LinkMode):
         return value
-    word = value.strip().lower()
-    if word in _AUTO_WORDS:
-        return None
-    try:
-        return _ALIASES[word]
-    except KeyError:
-        raise InvalidModeError(value, source=source, valid=VALID_WORDS) from None
+    word = _words.mode_word(value, source=source)
+    return None if word is None else LinkMode(word)
 
 
 def parse_order(value: str | LinkMode | None) -> tuple[LinkMode, ...] | None:
@@ -104,22 +85,6 @@ def parse_choice(value: str | LinkMode | None, *, source: str = "mode") -> LinkM
     :raises InvalidModeError: as :func:`parse_mode`.
     """
     return parse_order(value) or parse_mode(value, source=source)
-
-
-def requested_word(
-    mode: str | LinkMode | None, env: str | None, environ: Mapping[str, str], *, mode_source: str = "mode"
-) -> tuple[str | LinkMode | None, str]:
-    """The word that was asked for and where it came from.
-
-    ``mode`` (an argument, named ``mode_source``) wins; else the environment variable
-    ``env`` in ``environ``; ``env`` None or empty reads no variable. The place is
-    ``mode_source`` or ``"environment variable NAME"``, for error messages and reports.
-    """
-    if mode is not None:
-        return mode, mode_source
-    if not env:
-        return None, mode_source
-    return environ.get(env), f"environment variable {env}"
 
 
 def requested_mode(

@@ -184,10 +184,24 @@ _MOUNTINFO: Final[str] = "/proc/self/mountinfo"
 _POLLNVAL: Final[int] = 0x20
 
 
+def _read_bytes(path: str) -> bytes:
+    """The whole file, read with os.read: a text-mode open() builds a buffered reader and
+    a decoder around it, which costs more than the read of a short /proc file does."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):  # a /proc file tells no size (st_size 0)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def _read_table(mountinfo: str) -> list[Mount]:
     try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as handle:
-            mounts = parse_mountinfo(handle.read())
+        # The kernel writes mount points as they are but for its octal escapes: bytes
+        # that are not UTF-8 survive as surrogates, as os.fsdecode would keep them.
+        mounts = parse_mountinfo(_read_bytes(mountinfo).decode("utf-8", "surrogateescape"))
     except OSError:
         mounts = []
     return mounts or _from_psutil()

@@ -8,12 +8,12 @@ import sys
 from collections import deque
 
 from linkprobe import _probe_cache
+from linkprobe._facts import Progress, SideFacts
 from linkprobe._locate import Located, checked, locate
 from linkprobe._scratch import SCRATCH_PREFIX, Attempts
-from linkprobe._timeout import Progress, run_in_thread
+from linkprobe._words import CLONE, COPY, HARDLINK, MODE_WORDS, NOT_PROBED, SUPPORTED, SYMLINK, TIMED_OUT, UNSUPPORTED
 from linkprobe.api import LinkBackend, SourceHints
 from linkprobe.backends import default_backend
-from linkprobe.modes import LinkMode, requested_choice, requested_mode
 from linkprobe.mounts import (
     Mount,
     find_mount,
@@ -33,19 +33,22 @@ from linkprobe.reasons import (
     explain_success,
     explain_timeout,
 )
-from linkprobe.result import Probe, SideFacts, Status, Verdict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import Final
+    from typing import Any, Final
+
+    from linkprobe._facts import Findings
+    from linkprobe._words import VerdictLike
+    from linkprobe.modes import LinkMode
+    from linkprobe.result import Probe
 
 __all__ = [
     "SCRATCH_PREFIX",
     "clear_cache",
+    "find",
     "probe",
-    "requested_choice",
-    "requested_mode",
     "select",
 ]
 
@@ -64,7 +67,7 @@ _CHECK_ENTRIES: Final[int] = 256
 _CHECK_HINTS: Final = SourceHints(0o600, 0)
 #: The order of attempts. Copy goes first: if no file can be created in the target at
 #: all, its errno explains every other failure too.
-_ATTEMPT_ORDER: Final[tuple[LinkMode, ...]] = (LinkMode.COPY, LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.SYMLINK)
+_ATTEMPT_ORDER: Final[tuple[str, ...]] = (COPY, CLONE, HARDLINK, SYMLINK)
 
 
 def clear_cache() -> None:
@@ -188,17 +191,17 @@ def _other_owner(path: str) -> int | None:
     return uid if uid != euid else None
 
 
-def _verdict(mode: LinkMode, progress: Progress, results: Mapping[LinkMode, int | None]) -> Verdict | None:
+def _verdict(mode: str, progress: Progress, results: Mapping[str, int | None]) -> VerdictLike | None:
     """The verdict on ``mode`` from the attempts so far; None if it has none yet."""
     ctx = progress.ctx
     if mode not in results or ctx is None:
         return None
     failure = results[mode]
     if failure is None:
-        return Verdict(mode, Status.SUPPORTED, explain_success(mode, ctx))
+        return (mode, SUPPORTED, explain_success(mode, ctx), None)
     if mode in progress.existing_failures and ctx.existing_file is not None:
-        return Verdict(mode, Status.UNSUPPORTED, explain_existing_failure(mode, failure, ctx), failure)
-    return Verdict(mode, Status.UNSUPPORTED, explain_failure(mode, failure, ctx), failure)
+        return (mode, UNSUPPORTED, explain_existing_failure(mode, failure, ctx), failure)
+    return (mode, UNSUPPORTED, explain_failure(mode, failure, ctx), failure)
 
 
 def _run(
@@ -209,7 +212,7 @@ def _run(
     backend: LinkBackend,
     mounts: list[Mount],
     progress: Progress,
-) -> Probe:
+) -> Findings:
     source_dir, source_file = source.directory, source.file
     target_dir = target.directory
     find = mount_finder(mounts)
@@ -240,31 +243,31 @@ def _run(
         for mode in _ATTEMPT_ORDER:
             if progress.abandoned:
                 break
-            if source_file is None and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
+            if source_file is None and mode in _LINKS:
                 continue
             code = attempts.attempt(mode, source_file, source_dir, target_dir, source_is_scratch=not from_existing)
             # Copy is checked on any existing file; clone and hardlink on one found by the
             # search (when links were made from an existing file, they are its verdicts).
-            check = mode is LinkMode.COPY or (to_check is not None and mode in _LINKS)
+            check = mode == COPY or (to_check is not None and mode in _LINKS)
             if code is None and real_file is not None and check:
                 if progress.abandoned:  # a verdict not yet checked on the real file is none
                     break
                 code, used = _check_real_file(attempts, progress, mode, real_file, source_dir, target_dir)
                 checked = checked or used
-            elif code == errno.EPERM and mode is LinkMode.HARDLINK and from_existing and source_file is not None:
+            elif code == errno.EPERM and mode == HARDLINK and from_existing and source_file is not None:
                 _note_owner(progress, source_file)
             results[mode] = code
     finally:
         attempts.clean()
     verdicts = []
-    for mode in LinkMode:
+    for mode in MODE_WORDS:
         verdict = _verdict(mode, progress, results)
         if verdict is None:
             why = progress.source_errno if progress.source_errno is not None else errno.ENOENT
-            verdict = Verdict(mode, Status.NOT_PROBED, explain_not_probed(why, progress.ctx), why)
+            verdict = (mode, NOT_PROBED, explain_not_probed(why, progress.ctx), why)
         verdicts.append(verdict)
     linked_from = source_file if from_existing else None
-    return Probe(
+    return (
         progress.source_facts,
         progress.target_facts,
         tuple(verdicts),
@@ -274,20 +277,20 @@ def _run(
     )
 
 
-_LINKS: Final[tuple[LinkMode, ...]] = (LinkMode.CLONE, LinkMode.HARDLINK)
+_LINKS: Final[tuple[str, ...]] = (CLONE, HARDLINK)
 
 
 def _check_real_file(
-    attempts: Attempts, progress: Progress, mode: LinkMode, path: str, source_dir: str, target_dir: str
+    attempts: Attempts, progress: Progress, mode: str, path: str, source_dir: str, target_dir: str
 ) -> tuple[int | None, str | None]:
     """``mode`` worked for the scratch file: does it for ``path``, a file of the source?
     The errno that decides the verdict (None: it holds) and the file if it was used."""
-    if mode is LinkMode.COPY:
+    if mode == COPY:
         # A copy needs to read the source's files; the attempt read ours, or (a read-only
         # source) only created a file. Opening is enough: no byte of a large wheel is read.
         progress.beat()
         code = _unreadable(path)
-    elif mode in (LinkMode.CLONE, LinkMode.HARDLINK):
+    elif mode in _LINKS:
         # From the existing file into a scratch name: a clone shares the blocks or fails
         # (FICLONE, clonefile), so no large file is ever copied here.
         code = attempts.attempt(mode, path, source_dir, target_dir, source_is_scratch=False, hints=_CHECK_HINTS)
@@ -307,11 +310,11 @@ def _note_owner(progress: Progress, path: str) -> None:
         progress.ctx = progress.ctx._replace(other_owner=True, existing_owner=owner)
 
 
-def _note_existing_failure(progress: Progress, mode: LinkMode, code: int, path: str) -> None:
+def _note_existing_failure(progress: Progress, mode: str, code: int, path: str) -> None:
     """Set before the verdict is: a timed-out snapshot must see both or neither."""
     assert progress.ctx is not None
     progress.ctx = progress.ctx._replace(existing_file=path)
-    if mode is LinkMode.HARDLINK and code == errno.EPERM:
+    if mode == HARDLINK and code == errno.EPERM:
         _note_owner(progress, path)
     progress.existing_failures[mode] = code
 
@@ -319,23 +322,16 @@ def _note_existing_failure(progress: Progress, mode: LinkMode, code: int, path: 
 def _probe_now(
     given_source: str,
     given_target: str,
-    key: tuple[str, ...] | None,
-    generation: int | None,
     *,
     backend: LinkBackend | None,
     mounts: Callable[[], list[Mount]],
-    progress: Progress | None = None,
-) -> Probe:
-    """Probe afresh; kept in the cache under ``key`` (None: not cached) unless the mount
-    table left ``generation`` meanwhile."""
-    if progress is None:
-        progress = Progress()
+    progress: Progress,
+) -> Findings:
+    """Probe afresh. Where the two paths were found is left in ``progress.located``."""
     source = locate(given_source, "source")
     target = locate(given_target, "target")
-    result = _run(given_source, given_target, source, target, backend or default_backend(), mounts(), progress)
-    if key is not None and not progress.abandoned:  # an abandoned probe stopped early: not a whole answer
-        _probe_cache.store(key, generation, (source, target, result))
-    return result
+    progress.located = (source, target)
+    return _run(given_source, given_target, source, target, backend or default_backend(), mounts(), progress)
 
 
 def _unanswered_side(given: str, mounts: Callable[[], list[Mount]]) -> SideFacts:
@@ -351,20 +347,72 @@ def _unanswered_side(given: str, mounts: Callable[[], list[Mount]]) -> SideFacts
 
 def _timed_out(
     given_source: str, given_target: str, progress: Progress, seconds: float, mounts: Callable[[], list[Mount]]
-) -> Probe:
+) -> Findings:
     """The probe as far as it got: finished modes keep their verdict, the rest timed out."""
     results = dict(progress.results)
     verdicts = tuple(
-        _verdict(mode, progress, results) or Verdict(mode, Status.TIMED_OUT, explain_timeout(seconds), errno.ETIMEDOUT)
-        for mode in LinkMode
+        _verdict(mode, progress, results) or (mode, TIMED_OUT, explain_timeout(seconds), errno.ETIMEDOUT)
+        for mode in MODE_WORDS
     )
-    return Probe(
+    return (
         progress.source_facts or _unanswered_side(given_source, mounts),
         progress.target_facts or _unanswered_side(given_target, mounts),
         verdicts,
         None,
         False,
+        None,
     )
+
+
+def _check_seconds(timeout: float) -> None:
+    if not timeout > 0 or timeout == float("inf"):  # also rejects NaN
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+
+
+def _find(
+    given_source: str,
+    given_target: str,
+    progress: Progress,
+    *,
+    backend: LinkBackend | None,
+    mounts: Callable[[], list[Mount]],
+    timeout: float | None,
+) -> Findings:
+    """Probe, in a daemon thread that is given up on after ``timeout`` when there is one.
+    Whether the findings are whole (no timeout ran out) is ``not progress.abandoned``."""
+    if timeout is None:
+        return _probe_now(given_source, given_target, backend=backend, mounts=mounts, progress=progress)
+
+    def work(progress: Progress) -> Findings:
+        return _probe_now(given_source, given_target, backend=backend, mounts=mounts, progress=progress)
+
+    from linkprobe._timeout import run_in_thread  # only a probe with a timeout starts a thread
+
+    if not run_in_thread(work, progress, timeout):
+        return _timed_out(given_source, given_target, progress, timeout, mounts)
+    if progress.error is not None:
+        raise progress.error
+    assert progress.result is not None  # done without error means a result
+    return progress.result
+
+
+def find(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    backend: LinkBackend | None = None,
+    mounts: Callable[[], list[Mount]] = mount_table,
+    timeout: float | None = None,
+) -> Findings:
+    """:func:`probe` without its cache, answering in words: each verdict a plain
+    (mode, status, reason, errno). For the command line's one-word formats, whose start-up
+    this keeps free of the enum module; :func:`probe` is this plus the cache and the
+    public types (:func:`linkprobe.result.as_probe`). Raises as :func:`probe`."""
+    given_source = checked(source, "source")
+    given_target = checked(target, "target")
+    if timeout is not None:
+        _check_seconds(timeout)
+    return _find(given_source, given_target, Progress(), backend=backend, mounts=mounts, timeout=timeout)
 
 
 def probe(
@@ -403,8 +451,8 @@ def probe(
     """
     given_source = checked(source, "source")
     given_target = checked(target, "target")
-    if timeout is not None and (not timeout > 0 or timeout == float("inf")):  # also rejects NaN
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if timeout is not None:  # checked first: a bad timeout is refused even with an answer cached
+        _check_seconds(timeout)
     key = None
     generation = None
     if cache:
@@ -414,21 +462,26 @@ def probe(
         found = _probe_cache.hit(key, generation)
         if found is not None:
             return found
-    if timeout is None:
-        return _probe_now(given_source, given_target, key, generation, backend=backend, mounts=mounts)
-
-    def work(progress: Progress) -> Probe:
-        return _probe_now(
-            given_source, given_target, key, generation, backend=backend, mounts=mounts, progress=progress
-        )
-
     progress = Progress()
-    if not run_in_thread(work, progress, timeout):
-        return _timed_out(given_source, given_target, progress, timeout, mounts)
-    if progress.error is not None:
-        raise progress.error
-    assert progress.result is not None  # done without error means a result
-    return progress.result
+    findings = _find(given_source, given_target, progress, backend=backend, mounts=mounts, timeout=timeout)
+    from linkprobe.result import as_probe
+
+    result = as_probe(findings)
+    # An abandoned probe stopped early: not a whole answer. The cache keeps it unless the
+    # mount table left ``generation`` meanwhile.
+    if key is not None and not progress.abandoned and progress.located is not None:
+        _probe_cache.store(key, generation, (*progress.located, result))
+    return result
+
+
+def __getattr__(name: str) -> Any:
+    # The mode readers, imported from here by older callers, live in linkprobe.modes,
+    # which imports enum: only on first use, not at every start of the command line.
+    if name in ("requested_choice", "requested_mode"):
+        from linkprobe import modes
+
+        return getattr(modes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def select(
@@ -444,6 +497,8 @@ def select(
     else :class:`~linkprobe.UnsupportedModeError` — never another mode. Auto: the best
     working mode, else :class:`~linkprobe.NoUsableModeError`.
     """
+    from linkprobe.modes import requested_choice
+
     chosen = requested_choice(mode, env)
     if isinstance(chosen, tuple):  # an order word: its first working mode
         return probe(source, target).require(None, order=chosen)

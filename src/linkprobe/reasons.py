@@ -5,29 +5,24 @@ The kernel's answer decides; the facts (mounts, devices, owners) only choose the
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
 import stat
 from collections import namedtuple
 
-from linkprobe.errors import LinkFailedError, UnsupportedModeError
-from linkprobe.modes import LinkMode
-from linkprobe.result import SideFacts, same_mount
+from linkprobe._facts import SideFacts, same_mount
+from linkprobe._words import CLONE, COPY, HARDLINK, SYMLINK
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Container, Sequence
+    from collections.abc import Sequence
     from typing import Final, NamedTuple
 
 __all__ = [
     "MODE_UNSUPPORTED_ERRNOS",
     "PER_FILE_ERRNOS",
-    "FailureAction",
     "ReasonContext",
-    "SourceProblem",
     "errno_of",
-    "error_class",
     "existing_file_decides",
     "explain_existing_failure",
     "explain_failure",
@@ -35,10 +30,6 @@ __all__ = [
     "explain_not_probed",
     "explain_success",
     "explain_timeout",
-    "fallback_advice",
-    "next_mode",
-    "on_failure",
-    "on_symlink_failure",
     "source_problem",
     "target_inside_source",
 ]
@@ -103,20 +94,12 @@ if TYPE_CHECKING:
         #: The uid owning ``existing_file`` when that is not us and we are not root.
         existing_owner: int | None = None
 
-    class SourceProblem(NamedTuple):
-        """Why a source cannot be materialised as asked: an errno and one line."""
-
-        errno: int
-        reason: str
-
 else:
     _ReasonContextFields = namedtuple(
         "ReasonContext",
         ("source", "target", "other_owner", "mode_worked", "existing_file", "existing_owner"),
         defaults=(False, False, None, None),
     )
-    SourceProblem = namedtuple("SourceProblem", ("errno", "reason"))
-    SourceProblem.__doc__ = "Why a source cannot be materialised as asked: an errno and one line."
 
 
 class ReasonContext(_ReasonContextFields):
@@ -142,18 +125,18 @@ def _where(side: SideFacts) -> str:
     return f"{side.probed} on {side.mount_point or '?'}"
 
 
-def _crossing(mode: LinkMode, ctx: ReasonContext) -> str:
+def _crossing(mode: str, ctx: ReasonContext) -> str:
     """Words for EXDEV: which boundary was crossed and why it matters."""
     source, target = ctx.source, ctx.target
     if not ctx.same_mount:
         places = f"{_where(source)} vs {_where(target)}"
-        if mode is LinkMode.HARDLINK:
+        if mode == HARDLINK:
             return f"different mounts ({places}): link() never crosses mount points, even of one filesystem"
         if source.fstype == target.fstype and source.st_dev == target.st_dev:
             return f"different mounts ({places}): clones do not cross mount points, even of one filesystem"
         return f"different filesystems ({places}): clones share blocks only within one filesystem"
     if source.st_dev != target.st_dev:
-        if mode is LinkMode.HARDLINK:
+        if mode == HARDLINK:
             return (
                 f"different {_fs(target)} subvolumes (st_dev {source.st_dev} vs {target.st_dev}): "
                 "link() never crosses subvolumes"
@@ -177,12 +160,12 @@ def _side_failure(code: int, side_name: str, side: SideFacts) -> str | None:
     return None
 
 
-def explain_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
+def explain_failure(mode: str, code: int, ctx: ReasonContext) -> str:
     """The reason ``mode`` failed with ``code`` (an errno) when written into the target."""
-    if code == errno.EXDEV and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
+    if code == errno.EXDEV and mode in (CLONE, HARDLINK):
         return _crossing(mode, ctx)
     fs = _fs(ctx.target)
-    if mode is LinkMode.CLONE:
+    if mode == CLONE:
         if code in (errno.EOPNOTSUPP, _ENOTSUP):
             return (
                 f"{fs} has no reflink support"
@@ -193,7 +176,7 @@ def explain_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
             return f"{fs} does not implement FICLONE"
         if code == errno.EINVAL:
             return f"{fs} refused to clone this file (EINVAL)"
-    if mode is LinkMode.HARDLINK:
+    if mode == HARDLINK:
         if code == errno.EPERM:
             if ctx.existing_owner is not None:
                 return _protected_hardlinks(ctx.existing_owner)
@@ -211,7 +194,7 @@ def explain_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
             return f"{fs} has no hard links"
         if code == errno.EMLINK:
             return "the file already has the maximum number of hard links"
-    if mode is LinkMode.SYMLINK and code in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, _ENOTSUP):
+    if mode == SYMLINK and code in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, _ENOTSUP):
         return f"{fs} has no symbolic links"
     side = _side_failure(code, "target", ctx.target)
     if side is not None:
@@ -228,29 +211,29 @@ def _protected_hardlinks(owner: int) -> str:
 
 #: Errors from an attempt on an existing file of the source that mean the mode does
 #: not work for the source's real files, although it worked for a scratch file there:
-#: the errors that make the linker fall back (see on_failure), and EACCES (the files
+#: the errors that make the linker fall back (see linkprobe.fallback.on_failure), and EACCES (the files
 #: cannot be read, so none can be cloned or copied). Not EMLINK or ETXTBSY (that one
 #: file only), nor a clone's EINVAL (ioctl_ficlone(2): a swap or special file), nor
 #: ENOENT (the file was removed meanwhile, e.g. by a cache prune), nor ELOOP (the name
 #: was swapped for a symlink since the search). For copy, only that it can be read.
-_EXISTING_FILE_DECIDES: Final[dict[LinkMode, frozenset[int]]] = {
-    LinkMode.CLONE: (MODE_UNSUPPORTED_ERRNOS | {errno.EACCES}) - {errno.EINVAL},
-    LinkMode.HARDLINK: MODE_UNSUPPORTED_ERRNOS | {errno.EACCES},
-    LinkMode.COPY: frozenset({errno.EACCES}),
+_EXISTING_FILE_DECIDES: Final[dict[str, frozenset[int]]] = {
+    CLONE: (MODE_UNSUPPORTED_ERRNOS | {errno.EACCES}) - {errno.EINVAL},
+    HARDLINK: MODE_UNSUPPORTED_ERRNOS | {errno.EACCES},
+    COPY: frozenset({errno.EACCES}),
 }
 
 
-def existing_file_decides(mode: LinkMode, code: int) -> bool:
+def existing_file_decides(mode: str, code: int) -> bool:
     """Whether ``mode`` failing with ``code`` for an existing file of the source (after
     it worked for a scratch file) makes the mode's verdict a failure."""
     return code in _EXISTING_FILE_DECIDES.get(mode, frozenset()) and code not in PER_FILE_ERRNOS
 
 
-def explain_existing_failure(mode: LinkMode, code: int, ctx: ReasonContext) -> str:
+def explain_existing_failure(mode: str, code: int, ctx: ReasonContext) -> str:
     """Why ``mode`` fails for the source's own files although it worked for a new file
     (``ctx.existing_file`` is the file that was tried)."""
     path = ctx.existing_file or "an existing file of the source"
-    if mode is LinkMode.HARDLINK and code == errno.EPERM:
+    if mode == HARDLINK and code == errno.EPERM:
         if ctx.existing_owner is not None:
             return f"{_protected_hardlinks(ctx.existing_owner)} (tried {path})"
         # link(2): EPERM also for an immutable or append-only file (chattr +i/+a).
@@ -276,110 +259,34 @@ def explain_timeout(seconds: float) -> str:
     )
 
 
-def explain_success(mode: LinkMode, ctx: ReasonContext) -> str:
+def explain_success(mode: str, ctx: ReasonContext) -> str:
     """Why ``mode`` works, in the same words a failure would use."""
     fs = _fs(ctx.target)
-    if mode is LinkMode.CLONE:
+    if mode == CLONE:
         return f"{fs} shares blocks between files (copy-on-write)"
-    if mode is LinkMode.HARDLINK:
+    if mode == HARDLINK:
         return f"same mount ({ctx.target.mount_point or '?'}, {fs})"
-    if mode is LinkMode.SYMLINK:
+    if mode == SYMLINK:
         return f"{fs} has symbolic links"
     return f"files can be created in {ctx.target.probed}"
 
 
-class FailureAction(enum.Enum):
-    """What the linker does when materialising one file failed."""
-
-    #: The mode does not work for this mount pair: step down, for good (auto only).
-    FALL_BACK = "fall-back"
-    #: Only this file is the problem: copy it and keep the pair's mode (auto only).
-    COPY_FILE = "copy-file"
-    #: Not about the mode (ENOENT, EACCES, ENOSPC, ...), or the mode was explicit.
-    RAISE = "raise"
-
-
-def on_failure(mode: LinkMode, code: int, *, explicit: bool) -> FailureAction:
-    """The linker's rule for a failed file operation. Explicit modes never change."""
-    if explicit or mode is LinkMode.COPY:
-        return FailureAction.RAISE
-    if code in PER_FILE_ERRNOS and mode in (LinkMode.CLONE, LinkMode.HARDLINK):
-        return FailureAction.COPY_FILE
-    if code == errno.EINVAL and mode is LinkMode.CLONE:
-        # The probe already cloned a file on this pair, so EINVAL (ioctl_ficlone(2): e.g.
-        # a swap or special file) is about this one file, not the filesystem.
-        return FailureAction.COPY_FILE
-    if code in MODE_UNSUPPORTED_ERRNOS:
-        return FailureAction.FALL_BACK
-    return FailureAction.RAISE
-
-
-def next_mode(prefer: Sequence[LinkMode], failed: LinkMode, supported: Container[LinkMode]) -> LinkMode | None:
-    """The mode auto mode steps down to after ``failed`` stopped working for a pair.
-
-    The first mode after ``failed`` in ``prefer`` that the probe made work (``supported``);
-    else copy, if ``prefer`` lists it after ``failed`` (copy needs nothing from the
-    filesystem but room, so a probe that could not show it is no reason to give up); else
-    None: no mode left, the failure is an error. Never a mode the caller did not list.
-    """
-    if failed not in prefer:
-        return None
-    later = prefer[list(prefer).index(failed) + 1 :]
-    for mode in later:
-        if mode in supported:
-            return mode
-    return LinkMode.COPY if LinkMode.COPY in later else None
-
-
-def error_class(code: int, *, explicit: bool) -> type[UnsupportedModeError] | type[LinkFailedError]:
-    """The exception for a file that could not be made with the pair's mode (after
-    :func:`on_failure` said RAISE): a chosen mode that does not work here is
-    :class:`UnsupportedModeError`; anything else (a full disk, a missing file, auto mode
-    with no mode left) is :class:`LinkFailedError`."""
-    if explicit and code in MODE_UNSUPPORTED_ERRNOS:
-        return UnsupportedModeError
-    return LinkFailedError
-
-
-def on_symlink_failure(code: int, *, explicit: bool) -> FailureAction:
-    """What a failed re-creation of a symlink of the source tree means.
-
-    FALL_BACK: auto mode, and the target cannot hold symlinks at all (exFAT: ENOSYS/EPERM):
-    materialise the file the link points to, like ``cp -rL``, and warn once. RAISE: an
-    explicit mode (the caller wants the tree as it is or an error), or any other errno
-    (ENOSPC, EACCES, ...), which is not about symlinks.
-    """
-    if explicit:
-        return FailureAction.RAISE
-    if on_failure(LinkMode.SYMLINK, code, explicit=False) is FailureAction.FALL_BACK:
-        return FailureAction.FALL_BACK
-    return FailureAction.RAISE
-
-
-def fallback_advice(mode: LinkMode, env: str | None) -> str:
-    """How the caller silences a fallback warning: by the variable its users set (the
-    Linker's ``env``, e.g. ``UV_LINK_MODE``), or by the argument when there is none."""
-    if env:
-        return f"{env}={mode.value}"
-    return f"pass mode={mode.value!r} to the Linker"
-
-
-def source_problem(st_mode: int | None, *, tree: bool) -> SourceProblem | None:
-    """What is wrong with a source whose ``stat`` (symlinks followed) gave ``st_mode``;
-    None for a source that does not exist. ``tree``: for ``link_tree`` (wants a
-    directory), else for ``link`` (wants a regular file). None when nothing is wrong."""
+def source_problem(st_mode: int | None, *, tree: bool) -> tuple[int, str] | None:
+    """What is wrong with a source whose ``stat`` (symlinks followed) gave ``st_mode``
+    (None: it does not exist), as (errno, one line); None when nothing is wrong.
+    ``tree``: for ``link_tree`` (wants a directory), else for ``link`` (a regular file)."""
     if st_mode is None:
-        return SourceProblem(errno.ENOENT, "source does not exist")
+        return (errno.ENOENT, "source does not exist")
     if tree:
         if stat.S_ISDIR(st_mode):
             return None
-        return SourceProblem(errno.ENOTDIR, "source is not a directory")
+        return (errno.ENOTDIR, "source is not a directory")
     if stat.S_ISREG(st_mode):
         return None
     if stat.S_ISDIR(st_mode):
-        return SourceProblem(errno.EISDIR, "source is a directory (use link_tree for a directory)")
+        return (errno.EISDIR, "source is a directory (use link_tree for a directory)")
     # Opening a FIFO blocks until a writer comes; a device would be read forever.
-    return SourceProblem(errno.EINVAL, "not a regular file, directory or symlink; not copied")
+    return (errno.EINVAL, "not a regular file, directory or symlink; not copied")
 
 
 def _inside(path: str, top: str, sep: str) -> bool:

@@ -6,7 +6,9 @@ import enum
 import errno as _errno
 from collections import namedtuple
 
-from linkprobe.errors import InvalidModeError, NoUsableModeError, UnsupportedModeError
+from linkprobe import _words
+from linkprobe._facts import SideFacts, missing_note, same_mount
+from linkprobe.errors import InvalidModeError
 from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_mode, parse_order
 
 TYPE_CHECKING = False
@@ -14,11 +16,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any, NamedTuple
 
+    from linkprobe._facts import Findings
+
 __all__ = [
     "Probe",
     "SideFacts",
     "Status",
     "Verdict",
+    "as_probe",
     "best_mode",
     "missing_note",
     "same_mount",
@@ -28,13 +33,13 @@ __all__ = [
 class Status(str, enum.Enum):
     """How one mode fared."""
 
-    SUPPORTED = "supported"
-    UNSUPPORTED = "unsupported"
+    SUPPORTED = _words.SUPPORTED
+    UNSUPPORTED = _words.UNSUPPORTED
     #: Not attempted: e.g. no file to link from on a read-only source.
-    NOT_PROBED = "not-probed"
+    NOT_PROBED = _words.NOT_PROBED
     #: No answer from the filesystem before ``probe(..., timeout=)`` ran out (a stopped
     #: FUSE daemon, an unreachable network filesystem).
-    TIMED_OUT = "timed-out"
+    TIMED_OUT = _words.TIMED_OUT
 
     def __str__(self) -> str:
         return self.value
@@ -52,23 +57,6 @@ if TYPE_CHECKING:
         reason: str
         errno: int | None = None
 
-    class _SideFactsFields(NamedTuple):
-        #: The path as the caller gave it.
-        given: str
-        #: The existing directory (or source file) that was probed, symlinks resolved.
-        probed: str
-        #: None when the filesystem did not answer ``stat`` before the probe timed out.
-        st_dev: int | None
-        mount_point: str | None
-        fstype: str | None
-        mount_device: str | None = None
-        mount_id: int | None = None
-        read_only: bool = False
-        #: The given path exists and is the one probed. False: it does not exist yet, and
-        #: ``probed`` is its nearest existing ancestor. (True also for a side whose
-        #: filesystem never answered: then ``probed`` is the given path, not looked at.)
-        exists: bool = True
-
     class _ProbeFields(NamedTuple):
         source: SideFacts
         target: SideFacts
@@ -85,11 +73,6 @@ if TYPE_CHECKING:
 
 else:
     _VerdictFields = namedtuple("Verdict", ("mode", "status", "reason", "errno"), defaults=(None,))
-    _SideFactsFields = namedtuple(
-        "SideFacts",
-        ("given", "probed", "st_dev", "mount_point", "fstype", "mount_device", "mount_id", "read_only", "exists"),
-        defaults=(None, None, False, True),
-    )
     _ProbeFields = namedtuple(
         "Probe",
         ("source", "target", "verdicts", "linked_from", "linked_from_existing", "existing_file"),
@@ -124,43 +107,6 @@ class Verdict(_VerdictFields):
         }
 
 
-class SideFacts(_SideFactsFields):
-    """Where one side of the pair really is. These explain a verdict; they never decide it."""
-
-    __slots__ = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "given": self.given,
-            "probed": self.probed,
-            "st_dev": self.st_dev,
-            "mount_point": self.mount_point,
-            "fstype": self.fstype,
-            "mount_device": self.mount_device,
-            "mount_id": self.mount_id,
-            "read_only": self.read_only,
-            "exists": self.exists,
-        }
-
-
-def missing_note(side: SideFacts) -> str | None:
-    """``"does not exist yet; probed /nearest/ancestor"`` for a side whose given path
-    does not exist, else None."""
-    if side.exists:
-        return None
-    return f"does not exist yet; probed {side.probed}"
-
-
-def same_mount(source: SideFacts, target: SideFacts) -> bool:
-    """One mount on both sides: by mount ID where known (bind mounts), else by mount point.
-
-    Two unknown mounts are not one mount.
-    """
-    if source.mount_id is not None and target.mount_id is not None:
-        return source.mount_id == target.mount_id
-    return source.mount_point is not None and source.mount_point == target.mount_point
-
-
 def _one_mode(mode: LinkMode | str) -> LinkMode:
     """A LinkMode from a LinkMode or a mode word; a word meaning auto names no mode."""
     wanted = parse_mode(mode)
@@ -176,15 +122,7 @@ def best_mode(verdicts: tuple[Verdict, ...], order: Sequence[LinkMode] = AUTO_OR
     be created, so when the filesystem is only slow or hung, copy is the safe answer
     (and the verdicts say that it was not verified).
     """
-    working = {verdict.mode for verdict in verdicts if verdict.supported}
-    best = next((mode for mode in order if mode in working), None)
-    if (
-        best is None
-        and LinkMode.COPY in order
-        and any(v.mode is LinkMode.COPY and v.status is Status.TIMED_OUT for v in verdicts)
-    ):
-        return LinkMode.COPY
-    return best
+    return _words.best_of(verdicts, order)
 
 
 class Probe(_ProbeFields):
@@ -235,21 +173,7 @@ class Probe(_ProbeFields):
         named_order = parse_order(mode)
         wanted = None if named_order is not None else parse_mode(mode)
         modes = named_order if named_order is not None else tuple(_one_mode(entry) for entry in order)
-        if wanted is not None:
-            verdict = self.verdict(wanted)
-            if not verdict.supported:
-                raise UnsupportedModeError(wanted, self.source.given, self.target.given, verdict.errno, verdict.reason)
-            return wanted
-        best = best_mode(self.verdicts, modes)
-        if best is None:
-            failed = [verdict for verdict in self.verdicts if verdict.mode in modes]
-            raise NoUsableModeError(
-                self.source.given,
-                self.target.given,
-                {verdict.mode: verdict.reason for verdict in failed},
-                next((verdict.errno for verdict in reversed(failed) if verdict.errno), None),
-            )
-        return best
+        return _words.required(self.verdicts, wanted, modes, self.source.given, self.target.given)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -264,3 +188,16 @@ class Probe(_ProbeFields):
             "linked_from_existing": self.linked_from_existing,
             "existing_file": self.existing_file,
         }
+
+
+def as_probe(found: Findings) -> Probe:
+    """The public result of a probe's findings: each verdict's words as LinkMode and Status."""
+    source, target, verdicts, linked_from, linked_from_existing, existing_file = found
+    return Probe(
+        source,
+        target,
+        tuple(Verdict(LinkMode(mode), Status(status), reason, code) for mode, status, reason, code in verdicts),
+        linked_from,
+        linked_from_existing,
+        existing_file,
+    )

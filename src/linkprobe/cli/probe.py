@@ -10,27 +10,25 @@ from __future__ import annotations
 import io
 import os
 import sys
-from types import SimpleNamespace
 
+from linkprobe._facts import missing_note
+from linkprobe._words import AUTO_ORDER_WORDS, VALID_WORDS, mode_word, order_words, requested_word, required
 from linkprobe.cli._common import DEFAULT_ENV, EXIT_OK, UsageError, one_line, signals_as_exceptions, write
 from linkprobe.errors import NoUsableModeError, UnsupportedModeError
-from linkprobe.modes import AUTO_ORDER, VALID_WORDS, LinkMode, parse_choice, requested_word
 from linkprobe.mounts import Mount, mount_table
-from linkprobe.probe import probe
-from linkprobe.result import Probe, missing_note
+from linkprobe.probe import find
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Final, TextIO
 
+    from linkprobe._facts import Findings, SideFacts
     from linkprobe.discovery import ForRequest
+    from linkprobe.result import Probe
 
-    #: What run() reads: argparse's namespace, or the same attributes from fast_parse().
-    Arguments = argparse.Namespace | SimpleNamespace
-
-__all__ = ["SCHEMA_VERSION", "configure", "fast_parse", "run"]
+__all__ = ["SCHEMA_VERSION", "ParsedArguments", "configure", "fast_parse", "run"]
 
 #: The version of the ``--format json`` document (docs/cli.md). Adding a key keeps it;
 #: removing or changing the meaning of one raises it.
@@ -116,7 +114,28 @@ _DEFAULTS: Final[dict[str, object]] = {
 }
 
 
-def fast_parse(arguments: Sequence[str]) -> SimpleNamespace | None:
+class ParsedArguments:
+    """What fast_parse() read: the attributes argparse's namespace would have, typed.
+    (Not types.SimpleNamespace: importing ``types`` costs the start-up more than this class.)"""
+
+    source: str | None
+    target: str | None
+    tool: str | None
+    mode: str | None
+    env: str | None
+    timeout: float | None
+    format: str
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        self.__dict__.update(values)
+
+
+if TYPE_CHECKING:
+    #: What run() reads: argparse's namespace, or the same attributes from fast_parse().
+    Arguments = argparse.Namespace | ParsedArguments
+
+
+def fast_parse(arguments: Sequence[str]) -> ParsedArguments | None:
     """The namespace argparse makes of ``arguments`` (configure()'s parser), for the
     command lines a CI job runs; None for any other, which argparse then parses.
 
@@ -160,28 +179,33 @@ def fast_parse(arguments: Sequence[str]) -> SimpleNamespace | None:
     if len(positionals) > 2:
         return None
     values.update(zip(("source", "target"), positionals, strict=False))
-    return SimpleNamespace(**values)
+    return ParsedArguments(values)
 
 
 class _Request:
-    """What the user asked for: the word as given, where it came from, what it means."""
+    """What the user asked for: the word as given, where it came from, what it means.
+
+    Modes are words here (a LinkMode with --for: it equals its word), so that the
+    one-word formats never import the enum module (linkprobe._words)."""
 
     def __init__(self, args: Arguments, env: str | None, wanted: ForRequest | None = None) -> None:
         word, source = requested_word(args.mode, env or None, os.environ, mode_source="--mode")
-        text = word.strip() if isinstance(word, str) else None
+        text = word.strip() if word is not None else None
         #: The word asked for (stripped), or None when nothing was asked for.
         self.word = text or None
         self.source = source if self.word is not None else None
         #: With --for: the tool's rules, already read (its words, its modes).
         self.wanted = wanted
+        self.mode: str | None
+        self.order: tuple[str, ...]
         if wanted is not None:
             self.mode = wanted.explicit
-            self.order = AUTO_ORDER if wanted.order == AUTO_ORDER else wanted.order
+            self.order = AUTO_ORDER_WORDS if wanted.order == AUTO_ORDER_WORDS else wanted.order
             return
         # pnpm's "clone-or-copy" names an order, not a mode: the user's own fallback rule.
-        chosen = parse_choice(word, source=source)
-        self.mode = chosen if isinstance(chosen, LinkMode) else None
-        self.order = chosen if isinstance(chosen, tuple) else AUTO_ORDER
+        order = order_words(word) if word is not None else None
+        self.mode = mode_word(word, source=source) if word is not None and order is None else None
+        self.order = order or AUTO_ORDER_WORDS
 
     @property
     def explicit(self) -> bool:
@@ -191,16 +215,22 @@ class _Request:
 def _how(request: _Request) -> str:
     if request.explicit:
         return f"explicit, from {request.source}"
-    if request.word is not None and request.order is not AUTO_ORDER:
+    if request.word is not None and request.order is not AUTO_ORDER_WORDS:
         return f"auto, in the order {request.word} from {request.source}"
     return "auto"
 
 
-def _render_text(result: Probe, mode: LinkMode | None, request: _Request, out: TextIO) -> None:
-    lines = [f"mode: {mode.value if mode else 'none'} ({_how(request)})"]
+def _tool_word(wanted: ForRequest, mode: str) -> str:
+    from linkprobe.modes import LinkMode  # already imported: --for reads the tool's rules
+
+    return wanted.word(LinkMode(mode))
+
+
+def _render_text(result: Probe, mode: str | None, request: _Request, out: TextIO) -> None:
+    lines = [f"mode: {mode or 'none'} ({_how(request)})"]
     if request.wanted is not None:
         plan, shown = request.wanted.plan, request.wanted.variable
-        value = request.wanted.word(mode) if mode else "none"
+        value = _tool_word(request.wanted, mode) if mode else "none"
         lines.append(f"for {plan.preset.name}: {f'{shown}={value}' if shown else value}")
         lines.append(f"  source from {plan.source.origin}, target from {plan.target.origin}")
     for verdict in result.verdicts:
@@ -230,16 +260,18 @@ def _env_name_ok(name: str) -> bool:
     return name.splitlines() == [name] and "=" not in name and "\0" not in name
 
 
-def _emit(
-    fmt: str, env: str | None, result: Probe, mode: LinkMode | None, request: _Request, error: str | None
-) -> None:
+def _emit(fmt: str, env: str | None, found: Findings, mode: str | None, request: _Request, error: str | None) -> None:
     out = io.StringIO()  # rendered whole, then written once through write()
+    if fmt in ("text", "json"):
+        from linkprobe.result import as_probe  # the public result: these formats show all of it
+
+        result = as_probe(found)
     if fmt == "text":
         _render_text(result, mode, request, out)
     elif fmt == "json":
         document = {
             "schema_version": SCHEMA_VERSION,
-            "mode": mode.value if mode else None,
+            "mode": str(mode) if mode else None,
             "explicit": request.explicit,
             "requested": request.word,
             "requested_from": request.source,
@@ -249,7 +281,7 @@ def _emit(
             plan = request.wanted.plan
             document["tool"] = plan.preset.name
             document["variable"] = request.wanted.variable
-            document["value"] = request.wanted.word(mode) if mode else None
+            document["value"] = _tool_word(request.wanted, mode) if mode else None
             document["source"]["from"] = plan.source.origin
             document["target"]["from"] = plan.target.origin
         if error is not None:
@@ -258,17 +290,17 @@ def _emit(
 
         out.write(json.dumps(document, indent=2) + "\n")
     elif mode is not None:
-        word = request.wanted.word(mode) if request.wanted is not None else mode.value
+        word = _tool_word(request.wanted, mode) if request.wanted is not None else str(mode)
         out.write(f"{env}={word}\n" if fmt == "env" else f"{word}\n")
     write(sys.stdout, out.getvalue())
 
 
-def _for_tool(args: Arguments) -> ForRequest:
+def _for_tool(tool: str, args: Arguments) -> ForRequest:
     """``--for TOOL``: paths, variable and words from the tool's rules (linkprobe.discovery)."""
     from linkprobe.discovery import for_request
 
     wanted = for_request(
-        args.tool,
+        tool,
         args.source,
         args.target,
         mode=args.mode,
@@ -287,7 +319,7 @@ def _mounts_once() -> list[Mount]:
 
 def run(args: Arguments) -> int:
     """Probe, print the answer in ``args.format``; raise what the exit code is made from."""
-    wanted = _for_tool(args) if args.tool is not None else None
+    wanted = _for_tool(args.tool, args) if args.tool is not None else None
     env = wanted.variable if wanted is not None else (DEFAULT_ENV if args.env is None else args.env)
     if args.format == "env":
         if not env:
@@ -301,23 +333,24 @@ def run(args: Arguments) -> int:
         raise UsageError(f"the following arguments are required: {missing} (or --for TOOL)")
     with signals_as_exceptions():
         # One probe in this process: the mount table is read, not watched for changes.
-        result = probe(source, target, cache=False, timeout=args.timeout, mounts=_mounts_once)
+        found = find(source, target, timeout=args.timeout, mounts=_mounts_once)
+    source_facts, target_facts, verdicts, *_ = found
     try:
-        mode = result.require(request.mode, order=request.order)
+        mode = required(verdicts, request.mode, request.order, source_facts.given, target_facts.given)
     except (UnsupportedModeError, NoUsableModeError) as exc:
-        _emit(args.format, env, result, None, request, str(exc))
+        _emit(args.format, env, found, None, request, str(exc))
         raise
     if args.format in ("mode", "env"):  # text and json say it in their own output
-        _note_missing(result)
-    _emit(args.format, env, result, mode, request, None)
+        _note_missing(source_facts)
+    _emit(args.format, env, found, mode, request, None)
     return EXIT_OK
 
 
-def _note_missing(result: Probe) -> None:
+def _note_missing(source: SideFacts) -> None:
     """One line on stderr when the source does not exist: the answer is then its nearest
     existing ancestor's, which a mistyped cache path would otherwise hide. A target that
     does not exist yet is the usual case (a venv about to be made): text and json say
     so, the one-word formats stay quiet."""
-    note = missing_note(result.source)
+    note = missing_note(source)
     if note is not None:
-        sys.stderr.write(f"linkprobe: note: source {one_line(result.source.given)} {note}\n")
+        sys.stderr.write(f"linkprobe: note: source {one_line(source.given)} {note}\n")
