@@ -13,7 +13,7 @@ import os
 from _thread import allocate_lock  # threading's Lock, without importing threading
 
 from linkprobe._link_results import Fallback
-from linkprobe._words import MODE_WORDS, required, supported, verdict_of
+from linkprobe._words import MODE_WORDS, link_mode, required, supported, verdict_of
 from linkprobe.errors import LinkFailedError, NoUsableModeError
 from linkprobe.mounts import Mount, find_mount, mount_table
 from linkprobe.probe import find
@@ -172,7 +172,6 @@ class PairTable:
     def fall_back(self, pair: Pair, failed: str, code: int, source: str, target: str, run: Run) -> None:
         """Step ``pair`` down from ``failed`` to the next mode (auto), once, and say so."""
         from linkprobe.fallback import fallback_advice, next_mode  # a file failed: see there
-        from linkprobe.modes import LinkMode  # Fallback records hold LinkModes
 
         with pair.lock:
             if pair.mode != failed:
@@ -185,7 +184,7 @@ class PairTable:
                 raise LinkFailedError(failed, source, target, code, f"{reason}; no other mode left to fall back to")
             pair.mode = chosen
             fallback = Fallback(
-                source_facts.mount_point, target_facts.mount_point, LinkMode(failed), LinkMode(chosen), code, reason
+                source_facts.mount_point, target_facts.mount_point, link_mode(failed), link_mode(chosen), code, reason
             )
         with self.lock:
             self.fallbacks.append(fallback)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     #: A verdict as the probe makes it, and as :class:`~linkprobe.Verdict` is laid out:
     #: mode, status, reason, errno.
     VerdictLike = tuple[str, str, str, int | None]
+    #: A probe's verdict or a Verdict: whatever the caller's verdicts are.
+    VerdictT = TypeVar("VerdictT", bound=VerdictLike)
+
+    from linkprobe.modes import LinkMode
 
 __all__ = [
     "AUTO_ORDER_WORDS",
@@ -38,6 +42,7 @@ __all__ = [
     "UNSUPPORTED",
     "VALID_WORDS",
     "best_of",
+    "link_mode",
     "mode_word",
     "order_words",
     "requested_word",
@@ -127,9 +132,17 @@ def requested_word(
     return environ.get(env), f"environment variable {env}"
 
 
-def verdict_of(verdicts: Iterable[VerdictLike], mode: str) -> VerdictLike:
+def verdict_of(verdicts: Iterable[VerdictT], mode: str) -> VerdictT:
     """The verdict on ``mode`` (a LinkMode or its word) of a probe's verdicts."""
     return next(verdict for verdict in verdicts if verdict[0] == mode)
+
+
+def link_mode(word: str) -> LinkMode:
+    """The LinkMode of a mode word, for a public value made from the words (the enum module
+    is imported here, on first use)."""
+    from linkprobe.modes import LinkMode
+
+    return LinkMode(word)
 
 
 def supported(verdicts: Iterable[VerdictLike], mode: str) -> bool:

@@ -37,9 +37,10 @@ __all__ = [
 
 
 def _link_mode(word: str) -> LinkMode:
-    from linkprobe.modes import LinkMode
+    # Imported here: linkprobe._words imports this module.
+    from linkprobe._words import link_mode
 
-    return LinkMode(word)
+    return link_mode(word)
 
 
 class LinkprobeError(Exception):

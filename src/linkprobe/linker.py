@@ -21,7 +21,16 @@ from linkprobe._link_results import Fallback, LinkStats
 from linkprobe._pairs import Pair, PairTable
 from linkprobe._undo import Run, Tally
 from linkprobe._walk import Batch, Walk, make_directory, make_parents, raise_for_source, refuse_inside
-from linkprobe._words import AUTO_ORDER_WORDS, COPY, HARDLINK, SYMLINK, mode_word, order_words, requested_word
+from linkprobe._words import (
+    AUTO_ORDER_WORDS,
+    COPY,
+    HARDLINK,
+    SYMLINK,
+    link_mode,
+    mode_word,
+    order_words,
+    requested_word,
+)
 from linkprobe.api import KEPT_MODE_BITS, LinkBackend, SourceHints, remove_quietly
 from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidArgumentError, LinkFailedError, LinkprobeError, TargetInsideSourceError
@@ -104,7 +113,7 @@ class Linker:
     def mode(self) -> LinkMode | None:
         """The effective mode of the most recently used mount pair (None before any use)."""
         last = self._pairs.last
-        return _link_mode(last.mode) if last else None
+        return link_mode(last.mode) if last else None
 
     @property
     def explicit(self) -> bool:
@@ -231,7 +240,7 @@ class Linker:
             raise
         run.restore_modes()
         run.emit_warnings(stacklevel=2)
-        return _link_mode(mode)
+        return link_mode(mode)
 
     def link_tree(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> LinkStats:
         """Mirror the directory ``source`` into ``target`` (which may not exist yet).
@@ -512,10 +521,3 @@ class Linker:
     def _symlink(self, text: str, target: str) -> str:
         self._backend.symlink(text, target)
         return SYMLINK
-
-
-def _link_mode(word: str) -> LinkMode:
-    """The LinkMode a public method returns for a mode word (enum imported on first use)."""
-    from linkprobe.modes import LinkMode
-
-    return LinkMode(word)

@@ -152,8 +152,7 @@ class Probe(_ProbeFields):
 
         :raises InvalidModeError: a word that names no mode (``"auto"`` included).
         """
-        wanted = _one_mode(mode)
-        return next(verdict for verdict in self.verdicts if verdict.mode is wanted)
+        return _words.verdict_of(self.verdicts, _one_mode(mode))
 
     def supports(self, mode: LinkMode | str) -> bool:
         return self.verdict(mode).supported
