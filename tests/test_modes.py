@@ -285,3 +285,29 @@ def test_the_probe_module_still_offers_the_mode_readers() -> None:
     probe_module = importlib.import_module("linkprobe.probe")
     assert probe_module.requested_choice is requested_choice
     assert probe_module.requested_mode is requested_mode
+
+
+@given(st.one_of(st.sampled_from(["", " auto ", "Reflink", "COW", "softlink", "clone-or-copy", " Copy\n"]), st.text()))
+def test_choice_words_reads_what_parse_choice_reads(value: str) -> None:
+    """The words the probe and the linker work in name what parse_choice's LinkModes name."""
+    from linkprobe._words import choice_words
+    from linkprobe.modes import parse_choice
+
+    try:
+        expected = parse_choice(value, source="X")
+    except InvalidModeError as exc:
+        message = str(exc)
+    else:
+        chosen = choice_words(value, source="X")
+        assert chosen == expected
+        assert chosen is None or type(chosen) is str or all(type(mode) is str for mode in chosen)
+        return
+    with pytest.raises(InvalidModeError) as raised:
+        choice_words(value, source="X")
+    assert str(raised.value) == message
+
+
+def test_choice_words_of_nothing_is_auto() -> None:
+    from linkprobe._words import choice_words
+
+    assert choice_words(None) is None

@@ -42,6 +42,7 @@ __all__ = [
     "UNSUPPORTED",
     "VALID_WORDS",
     "best_of",
+    "choice_words",
     "link_mode",
     "mode_word",
     "order_words",
@@ -114,6 +115,18 @@ def mode_word(value: str, *, source: str = "mode") -> str | None:
 def order_words(value: str) -> tuple[str, ...] | None:
     """The modes an order word names (``"clone-or-copy"``), or None for any other value."""
     return ORDER_WORDS.get(value.strip().lower())
+
+
+def choice_words(value: str | None, *, source: str = "mode") -> str | tuple[str, ...] | None:
+    """One mode word (explicit), the modes of an order word (pnpm's ``clone-or-copy``: the
+    user's own order, not a fallback), or None (auto), as
+    :func:`linkprobe.modes.parse_choice` reads them.
+
+    :raises InvalidModeError: as :func:`mode_word`.
+    """
+    if value is None:
+        return None
+    return order_words(value) or mode_word(value, source=source)
 
 
 def requested_word(

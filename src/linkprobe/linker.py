@@ -26,9 +26,9 @@ from linkprobe._words import (
     COPY,
     HARDLINK,
     SYMLINK,
+    choice_words,
     link_mode,
     mode_word,
-    order_words,
     requested_word,
 )
 from linkprobe.api import KEPT_MODE_BITS, LinkBackend, SourceHints, remove_quietly
@@ -90,10 +90,10 @@ class Linker:
     ) -> None:
         # Modes are words inside (linkprobe._words): link_tree never imports enum.
         word, source = requested_word(mode, env, os.environ)
-        order = order_words(word) if word is not None else None
-        if order is not None:  # an order word (pnpm's clone-or-copy) is the order to use
-            prefer = order
-        requested = mode_word(word, source=source) if word is not None and order is None else None
+        chosen = choice_words(word, source=source)
+        if isinstance(chosen, tuple):  # an order word (pnpm's clone-or-copy) is the order to use
+            prefer = chosen
+        requested = chosen if isinstance(chosen, str) else None
         preferred = [mode_word(item, source="prefer") for item in prefer]
         ordered: tuple[str, ...] = tuple(dict.fromkeys(m for m in preferred if m is not None))
         if not ordered:

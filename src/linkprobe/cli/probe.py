@@ -12,7 +12,7 @@ import os
 import sys
 
 from linkprobe._facts import missing_note
-from linkprobe._words import AUTO_ORDER_WORDS, VALID_WORDS, mode_word, order_words, requested_word, required
+from linkprobe._words import AUTO_ORDER_WORDS, VALID_WORDS, choice_words, requested_word, required
 from linkprobe.cli._common import DEFAULT_ENV, EXIT_OK, UsageError, one_line, signals_as_exceptions, write
 from linkprobe.errors import NoUsableModeError, UnsupportedModeError
 from linkprobe.mounts import Mount, mount_table
@@ -203,9 +203,9 @@ class _Request:
             self.order = AUTO_ORDER_WORDS if wanted.order == AUTO_ORDER_WORDS else wanted.order
             return
         # pnpm's "clone-or-copy" names an order, not a mode: the user's own fallback rule.
-        order = order_words(word) if word is not None else None
-        self.mode = mode_word(word, source=source) if word is not None and order is None else None
-        self.order = order or AUTO_ORDER_WORDS
+        chosen = choice_words(word, source=source)
+        self.mode = chosen if isinstance(chosen, str) else None
+        self.order = chosen if isinstance(chosen, tuple) else AUTO_ORDER_WORDS
 
     @property
     def explicit(self) -> bool:
