@@ -4,7 +4,6 @@ terminal, and signals at random moments (nothing left behind, no traceback)."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import pty
@@ -17,26 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from _cli import run_main as run
 from _fs_build import ScratchMounts
 from _litter import find_litter
 from _stderr import error_line
 
-from linkprobe.cli import main
 from linkprobe.cli.main import COMMANDS
 
 #: Replay a failing storm with LINKPROBE_SIGNAL_SEED=<seed>.
 SIGNAL_SEED = int(os.environ.get("LINKPROBE_SIGNAL_SEED", "12"))
 MODE_KEYS = {"status", "reason", "seconds", "median_seconds", "files_per_second", "disk_bytes"}
-
-
-def run(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def environment() -> dict[str, str]:

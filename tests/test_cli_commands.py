@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import errno
 import importlib
 import io
@@ -18,6 +17,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from _cli import run_main as run
 from _stderr import error_line
 
 import linkprobe
@@ -31,23 +31,12 @@ from linkprobe import (
     UnsupportedModeError,
     __version__,
 )
-from linkprobe.cli import main
 from linkprobe.cli._common import EXIT_BROKEN_PIPE, Terminated, UsageError
 from linkprobe.cli.main import COMMANDS, exit_status
 from linkprobe.cli.probe import SCHEMA_VERSION
 
 #: The module (``linkprobe.cli.main`` as an attribute is the function of that name).
 main_module = importlib.import_module("linkprobe.cli.main")
-
-
-def run(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def run_module(argv: list[str], stdout: int) -> subprocess.CompletedProcess[str]:

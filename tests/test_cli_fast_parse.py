@@ -19,11 +19,11 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from _cli import run_main
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import linkprobe
-from linkprobe.cli import main
 from linkprobe.cli import probe as probe_command
 
 #: The module (``linkprobe.cli.main`` as an attribute is the function of that name).
@@ -212,16 +212,6 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root
 
 
-def outcome(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(argvs, argvs.map(lambda argv: ["probe", *argv])))
 @example(["src", "dst"])
@@ -232,9 +222,9 @@ def outcome(argv: list[str]) -> tuple[int, str, str]:
 @example(["--help"])
 def test_the_command_line_behaves_as_with_argparse_alone(places: Path, argv: list[str]) -> None:
     """Exit code, stdout and stderr of main(argv): the same with and without fast_parse."""
-    with_fast = outcome(argv)
+    with_fast = run_main(argv)
     with mock.patch.object(probe_command, "fast_parse", return_value=None):
-        argparse_only = outcome(argv)
+        argparse_only = run_main(argv)
     assert with_fast == argparse_only
 
 

@@ -7,8 +7,6 @@ on the filesystem under tmp_path.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -22,12 +20,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from _cli import run_main as captured_main
 from _stderr import error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkprobe import SCRATCH_PREFIX, InvalidModeError, __version__, parse_mode, probe
-from linkprobe.cli import EXIT_NO_MODE, EXIT_OK, EXIT_USAGE, main
+from linkprobe.cli import EXIT_NO_MODE, EXIT_OK, EXIT_USAGE
 from linkprobe.modes import parse_order
 from linkprobe.mounts import find_mount, mount_table
 
@@ -56,15 +55,10 @@ def litter(root: Path | str) -> list[str]:
 
 def run_main(argv: list[str], *, roots: tuple[Path | str, ...] = ()) -> Run:
     """main() in-process, stdout and stderr captured; then no scratch file may be left."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse's own exits (--version, --help, bad --format)
-            code = exc.code if isinstance(exc.code, int) else 1
+    code, out, err = captured_main(argv)
     for root in roots:
         assert litter(root) == []
-    return Run(code, out.getvalue(), err.getvalue())
+    return Run(code, out, err)
 
 
 def assert_one_error_line(run: Run) -> None:
