@@ -283,18 +283,21 @@ class InterferingBackend(LinuxBackend):
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
         start: int = 0,
+        budget: int | None = None,
     ) -> ManyResult:
+        made = 0
         for index in range(start, len(files)):
             if self.seen == self.fail_at:
                 (self.foreign_dir / "theirs.txt").write_text("somebody else's")
                 os.unlink(self.replaced)
                 self.replaced.write_text("replaced by somebody else")
-                return index, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                return index, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), made
             self.seen += 1
-            done, error = super().make_many(mode, source_dir, target_dir, files[: index + 1], index)
+            done, error, one = super().make_many(mode, source_dir, target_dir, files[: index + 1], index)
+            made += one
             if error is not None:
-                return done, error
-        return len(files), None
+                return done, error, made
+        return len(files), None, made
 
 
 def test_rollback_leaves_what_is_no_longer_its_own(tmp_path: Path) -> None:
@@ -363,14 +366,15 @@ class InterruptingBackend(LinuxBackend):
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
         start: int = 0,
+        budget: int | None = None,
     ) -> ManyResult:
         if self.after <= 0:
             raise KeyboardInterrupt
         end = min(len(files), start + self.after)
         self.after -= end - start
-        done, error = super().make_many(mode, source_dir, target_dir, files[:end], start)
+        done, error, made = super().make_many(mode, source_dir, target_dir, files[:end], start, budget)
         if error is not None or end == len(files):
-            return done, error
+            return done, error, made
         raise KeyboardInterrupt
 
 

@@ -43,12 +43,14 @@ class ThreadRecordingBackend(LinuxBackend):
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
         start: int = 0,
+        budget: int | None = None,
     ) -> ManyResult:
         kind = "worker" if threading.current_thread() is not threading.main_thread() else "caller"
+        result = super().make_many(mode, source_dir, target_dir, files, start, budget)
         with self._lock:
-            self.threads[(str(mode), kind)] += len(files) - start
+            self.threads[(str(mode), kind)] += result[0] - start
             self.mode_types.add(type(mode))
-        return super().make_many(mode, source_dir, target_dir, files, start)
+        return result
 
 
 def make_files(root: Path, count: int, size: int) -> Path:
@@ -71,11 +73,25 @@ def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("two_cpus")
 def test_decide_copies_large_files_on_worker_threads(tmp_path: Path) -> None:
-    source = make_files(tmp_path / "large", 3, 4 * MIB)
+    """The calling thread copies a directory's files until they hold 8 MiB (two here);
+    what is left of such a directory is measured, and its large files go to workers."""
+    source = make_files(tmp_path / "large", 6, 4 * MIB)
     backend = ThreadRecordingBackend()
     stats = Linker("copy", env=None, backend=backend).link_tree(source, tmp_path / "out")
-    assert backend.threads == {("copy", "worker"): 3}
-    assert (stats.copied, stats.bytes) == (3, 12 * MIB)
+    assert backend.threads == {("copy", "caller"): 2, ("copy", "worker"): 4}
+    assert (stats.copied, stats.bytes) == (6, 24 * MIB)
+    assert_same_files(source, tmp_path / "out")
+
+
+@pytest.mark.usefixtures("two_cpus")
+def test_decide_keeps_a_directory_of_many_small_files_on_the_calling_thread(tmp_path: Path) -> None:
+    """200 files of 64 KiB reach the 8 MiB budget; the rest is measured, and files that
+    average less than 4 MiB stay on the calling thread."""
+    source = make_files(tmp_path / "files", 200, 64 << 10)
+    backend = ThreadRecordingBackend()
+    stats = Linker("copy", env=None, backend=backend).link_tree(source, tmp_path / "out")
+    assert backend.threads == {("copy", "caller"): 200}
+    assert (stats.copied, stats.bytes) == (200, 200 * (64 << 10))
     assert_same_files(source, tmp_path / "out")
 
 
@@ -128,9 +144,10 @@ def test_explicit_workers_spread_large_files_over_threads(tmp_path: Path) -> Non
             target_dir: str,
             files: Sequence[tuple[str, SourceHints]],
             start: int = 0,
+            budget: int | None = None,
         ) -> ManyResult:
             seen.append(threading.current_thread().name)
-            return super().make_many(mode, source_dir, target_dir, files, start)
+            return super().make_many(mode, source_dir, target_dir, files, start, budget)
 
     Linker("copy", env=None, workers=2, backend=Recording()).link_tree(source, tmp_path / "out")
     assert len(seen) == 3  # three batches of two files
@@ -186,9 +203,10 @@ Linker("copy", env=None).link_tree(sys.argv[1], sys.argv[2])
     shutil.which("strace") is None and os.environ.get("LINKPROBE_REQUIRE_REAL_FS") != "1", reason="needs strace"
 )
 def test_a_small_copy_is_six_system_calls(tmp_path: Path) -> None:
-    """Per file: the lstat of the walk (mode bits and size), open both, one copy_file_range
-    that ends the file at the size the walk saw, close both; no fstat, no fchmod, and no
-    call that returns 0 at the end of the file."""
+    """Per file: open the source, fstat it (mode bits and size; readdir's d_type said
+    "regular file", so no path is lstat'ed), create the target, one copy_file_range that
+    ends the file at that size, close both; no fchmod, and no call that returns 0 at the
+    end of the file."""
     count = 200
     source = make_files(tmp_path / "cache", count, 10)
     trace = tmp_path / "trace"
@@ -200,9 +218,11 @@ def test_a_small_copy_is_six_system_calls(tmp_path: Path) -> None:
     per_file: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for line in trace.read_text().splitlines():
         call = line.split("(", 1)[0].split()[-1]
+        if "stat" in call:  # fstat(fd) or newfstatat(fd, "", AT_EMPTY_PATH) against a path's stat
+            call = "fstat" if call == "fstat" or "AT_EMPTY_PATH" in line else "stat"
         for name in set(re.findall(r"\bf\d+\.bin\b", line)):
-            per_file[name]["stat" if "stat" in call else call] += 1
-    expected = collections.Counter({"stat": 1, "openat": 2, "copy_file_range": 1, "close": 2})
+            per_file[name][call] += 1
+    expected = collections.Counter({"fstat": 1, "openat": 2, "copy_file_range": 1, "close": 2})
     assert len(per_file) == count
     # The probe also links and clones from one existing file of the cache.
     others = {name: dict(calls) for name, calls in per_file.items() if calls != expected}
@@ -214,8 +234,8 @@ def test_a_small_copy_is_six_system_calls(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", [None, 2])
 def test_files_changed_after_the_walk_are_copied_as_they_are_then(tmp_path: Path, workers: int | None) -> None:
-    """The walk's lstat gives each file its size hint; a file that grows or shrinks before
-    its copy still arrives whole, with exactly the bytes it has when it is copied."""
+    """The walk hands no sizes (readdir's d_type, no lstat); a file that grows or shrinks
+    after the walk still arrives whole, with exactly the bytes it has when it is copied."""
     source = make_files(tmp_path / "cache", 8, 5000)
     changed = {
         "f0.bin": os.urandom(9000),
@@ -233,16 +253,18 @@ def test_files_changed_after_the_walk_are_copied_as_they_are_then(tmp_path: Path
             target_dir: str,
             files: Sequence[tuple[str, SourceHints]],
             start: int = 0,
+            budget: int | None = None,
         ) -> ManyResult:
-            assert {hints.size for _, hints in files} == {5000}  # what the walk saw
+            assert {hints[:2] for _, hints in files} == {(None, None)}  # read when each is opened
             for name, data in changed.items():
                 (Path(source_dir) / name).write_bytes(data)
-            return super().make_many(mode, source_dir, target_dir, files, start)
+            return super().make_many(mode, source_dir, target_dir, files, start, budget)
 
     stats = Linker("copy", env=None, workers=workers, backend=ChangingAfterTheWalk()).link_tree(
         source, tmp_path / "out"
     )
     assert stats.copied == 8
+    assert stats.bytes == 3 * 5000 + sum(len(data) for data in changed.values())
     assert_same_files(source, tmp_path / "out")
     assert (tmp_path / "out" / "f3.bin").read_bytes() == changed["f3.bin"]
 

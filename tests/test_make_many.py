@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from _extents import shares_extents
+from _fs_build import ScratchMounts
 from _marks import NEEDS_LINUX_SYSCALLS
 
 from linkprobe import LinkMode
@@ -22,7 +24,8 @@ NAMES = ("a.py", "b.bin", "tool", "empty", "big.dat")
 
 
 def make_source(directory: Path) -> list[tuple[str, SourceHints]]:
-    """Files of several sizes and modes, and their hints as link_tree builds them."""
+    """Files of several sizes and modes, and their hints as link_tree builds them: readdir
+    said "regular file", and the umask is known; mode bits and sizes are not looked at."""
     directory.mkdir()
     contents = {"a.py": b"print(1)\n", "b.bin": os.urandom(5000), "tool": b"#!/bin/sh\n", "empty": b""}
     contents["big.dat"] = os.urandom(3 << 20)  # more than one copy_file_range step
@@ -32,15 +35,27 @@ def make_source(directory: Path) -> list[tuple[str, SourceHints]]:
         path = directory / name
         path.write_bytes(contents[name])
         path.chmod(modes.get(name, 0o644))
-        info = path.stat()
-        files.append((name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, 0o022)))
+        files.append((name, SourceHints(None, None, 0o022)))
     return files
+
+
+def scanned(directory: Path, files: list[tuple[str, SourceHints]]) -> list[tuple[str, SourceHints]]:
+    """The same files with the mode bits and sizes an lstat gives (a caller that has them)."""
+    looked = []
+    for name, hints in files:
+        info = (directory / name).lstat()
+        looked.append((name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, hints.umask)))
+    return looked
+
+
+def sizes(directory: Path, names: tuple[str, ...] | list[str] = NAMES) -> int:
+    return sum((directory / name).stat().st_size for name in names)
 
 
 class PlainLoop(LinuxBackend):
     """LinuxBackend forced onto the base class's per-file loop (the reference)."""
 
-    def make_many(self, *args: object, **kwargs: object) -> tuple[int, OSError | None]:
+    def make_many(self, *args: object, **kwargs: object) -> tuple[int, OSError | None, int]:
         return LinkBackend.make_many(self, *args, **kwargs)  # type: ignore[arg-type]
 
 
@@ -60,20 +75,30 @@ def outcome(source: Path, target: Path) -> list[tuple[str, bytes, int, bool]]:
 
 @NEEDS_LINUX_SYSCALLS
 @pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.HARDLINK])
-def test_fast_path_makes_what_the_per_file_loop_makes(tmp_path: Path, mode: LinkMode) -> None:
+@pytest.mark.parametrize("looked", [False, True], ids=["readdir", "scanned"])
+def test_fast_path_makes_what_the_per_file_loop_makes(tmp_path: Path, mode: LinkMode, looked: bool) -> None:
     files = make_source(tmp_path / "src")
+    if looked:
+        files = scanned(tmp_path / "src", files)
+    made = 0 if mode is LinkMode.HARDLINK else sizes(tmp_path / "src")
     results = {}
     for label, backend in (("fast", LinuxBackend()), ("loop", PlainLoop())):
         target = tmp_path / label
         target.mkdir()
-        assert backend.make_many(mode, str(tmp_path / "src"), str(target), files) == (len(files), None)
+        assert backend.make_many(mode, str(tmp_path / "src"), str(target), files) == (len(files), None, made)
         results[label] = outcome(tmp_path / "src", target)
     assert results["fast"] == results["loop"]
     assert len(results["fast"]) == len(NAMES)
     linked = {row[3] for row in results["fast"]}
     assert linked == ({True} if mode is LinkMode.HARDLINK else {False})
     if mode is LinkMode.COPY:  # permission bits exactly, whatever the umask
-        assert {row[0]: row[2] for row in results["fast"]}["tool"] == 0o755
+        assert {row[0]: row[2] for row in results["fast"]} == {
+            "a.py": 0o644,
+            "b.bin": 0o600,
+            "tool": 0o755,
+            "empty": 0o644,
+            "big.dat": 0o644,
+        }
 
 
 @NEEDS_LINUX_SYSCALLS
@@ -86,17 +111,20 @@ def test_stops_at_the_first_failure_and_resumes_from_start(
     target = tmp_path / "dst"
     target.mkdir()
     (target / "tool").write_bytes(b"somebody's")  # index 2 exists already
-    done, error = backend.make_many(mode, str(tmp_path / "src"), str(target), files)
+    source = tmp_path / "src"
+    done, error, made = backend.make_many(mode, str(source), str(target), files)
     if mode is LinkMode.CLONE and isinstance(error, OSError) and error.errno in (errno.EOPNOTSUPP, errno.EXDEV):
         # tmp_path's filesystem cannot clone: the first file fails, and leaves nothing.
-        assert (done, sorted(os.listdir(target))) == (0, ["tool"])
+        assert (done, made, sorted(os.listdir(target))) == (0, 0, ["tool"])
         return
-    assert done == 2
+    counted = mode is not LinkMode.HARDLINK
+    assert (done, made) == (2, sizes(source, ["a.py", "b.bin"]) if counted else 0)
     assert isinstance(error, FileExistsError)
     assert (target / "tool").read_bytes() == b"somebody's"  # never replaced
     assert sorted(os.listdir(target)) == ["a.py", "b.bin", "tool"]
     # The caller handles the failed file, then continues after it.
-    assert backend.make_many(mode, str(tmp_path / "src"), str(target), files, done + 1) == (len(files), None)
+    rest = sizes(source, ["empty", "big.dat"]) if counted else 0
+    assert backend.make_many(mode, str(source), str(target), files, done + 1) == (len(files), None, rest)
     assert sorted(os.listdir(target)) == sorted(NAMES)
 
 
@@ -114,8 +142,9 @@ def test_a_copy_failing_midway_leaves_no_partial_file(tmp_path: Path, monkeypatc
         return int(real(source_fd, target_fd, count))
 
     monkeypatch.setattr(linux_module, "_copy_range", fails_on_big)
-    done, error = LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+    done, error, made = LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
     assert done == NAMES.index("big.dat")
+    assert made == sizes(tmp_path / "src", list(NAMES[:done]))
     assert isinstance(error, OSError)
     assert error.errno == errno.EIO
     assert "big.dat" not in os.listdir(target)
@@ -128,7 +157,8 @@ def test_umask_unknown_still_keeps_the_bits(tmp_path: Path) -> None:
     target.mkdir()
     previous = os.umask(0o077)  # would strip 0o755 down to 0o700
     try:
-        assert LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files) == (len(files), None)
+        result = LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+        assert result == (len(files), None, sizes(tmp_path / "src"))
     finally:
         os.umask(previous)
     assert stat.S_IMODE((target / "tool").stat().st_mode) == 0o755
@@ -138,10 +168,10 @@ def test_umask_unknown_still_keeps_the_bits(tmp_path: Path) -> None:
 @NEEDS_LINUX_SYSCALLS
 def test_a_directory_that_cannot_be_opened_fails_the_first_file(tmp_path: Path) -> None:
     files = make_source(tmp_path / "src")
-    done, error = LinuxBackend().make_many(
+    done, error, made = LinuxBackend().make_many(
         LinkMode.HARDLINK, str(tmp_path / "src"), str(tmp_path / "missing"), files, 1
     )
-    assert done == 1
+    assert (done, made) == (1, 0)
     assert isinstance(error, FileNotFoundError)
 
 
@@ -159,7 +189,7 @@ def test_a_subclass_overriding_one_file_methods_sees_every_file(tmp_path: Path) 
     files = make_source(tmp_path / "src")
     (tmp_path / "dst").mkdir()
     backend = Counting()
-    assert backend.make_many(LinkMode.HARDLINK, str(tmp_path / "src"), str(tmp_path / "dst"), files) == (5, None)
+    assert backend.make_many(LinkMode.HARDLINK, str(tmp_path / "src"), str(tmp_path / "dst"), files) == (5, None, 0)
     assert backend.seen == list(NAMES)
 
 
@@ -179,8 +209,9 @@ def test_a_subclass_overriding_copy_data_sees_every_copy(tmp_path: Path) -> None
     files = make_source(tmp_path / "src")
     (tmp_path / "dst").mkdir()
     backend = Counting()
-    assert backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(tmp_path / "dst"), files) == (5, None)
-    assert backend.sizes == [hints.size for _, hints in files]
+    result = backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(tmp_path / "dst"), files)
+    assert result == (5, None, sizes(tmp_path / "src"))
+    assert backend.sizes == [(tmp_path / "src" / name).stat().st_size for name in NAMES]
     for name in NAMES:
         assert (tmp_path / "dst" / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
 
@@ -189,8 +220,8 @@ def test_symlink_mode_links_to_absolute_paths(tmp_path: Path) -> None:
     files = make_source(tmp_path / "src")
     (tmp_path / "dst").mkdir()
     relative_source = os.path.relpath(tmp_path / "src")
-    done, error = LinuxBackend().make_many(LinkMode.SYMLINK, relative_source, str(tmp_path / "dst"), files[:1])
-    assert (done, error) == (1, None)
+    result = LinuxBackend().make_many(LinkMode.SYMLINK, relative_source, str(tmp_path / "dst"), files[:1])
+    assert result == (1, None, len(b"print(1)\n"))
     assert os.readlink(tmp_path / "dst" / "a.py") == str(tmp_path / "src" / "a.py")
 
 
@@ -198,18 +229,24 @@ def test_symlink_mode_links_to_absolute_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
 def test_a_stale_size_hint_still_copies_to_end_of_file(tmp_path: Path, backend: LinkBackend) -> None:
     """The cache file grew (or was replaced) after the scan: every byte is still copied."""
-    files = make_source(tmp_path / "src")
+    files = scanned(tmp_path / "src", make_source(tmp_path / "src"))
     stale = [(name, hints._replace(size=100)) for name, hints in files]
     (tmp_path / "dst").mkdir()
-    assert backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(tmp_path / "dst"), stale) == (5, None)
+    # The bytes counted are the sizes as hinted: nothing looks at the files again.
+    assert backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(tmp_path / "dst"), stale) == (5, None, 500)
     for name in NAMES:
         assert (tmp_path / "dst" / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
 
 
 @NEEDS_LINUX_SYSCALLS
+@pytest.mark.parametrize("looked", [False, True], ids=["readdir", "scanned"])
 @pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
-def test_a_name_swapped_for_a_symlink_after_the_scan_is_never_followed(tmp_path: Path, backend: LinkBackend) -> None:
+def test_a_name_swapped_for_a_symlink_after_the_scan_is_never_followed(
+    tmp_path: Path, backend: LinkBackend, looked: bool
+) -> None:
     files = make_source(tmp_path / "src")
+    if looked:
+        files = scanned(tmp_path / "src", files)
     secret = tmp_path / "secret"
     secret.write_bytes(b"not yours\n")
     secret.chmod(0o600)
@@ -218,13 +255,13 @@ def test_a_name_swapped_for_a_symlink_after_the_scan_is_never_followed(tmp_path:
     source, target = str(tmp_path / "src"), tmp_path / "dst"
     target.mkdir()
 
-    done, error = backend.make_many(LinkMode.COPY, source, str(target), files[:1])
-    assert done == 0
+    done, error, made = backend.make_many(LinkMode.COPY, source, str(target), files[:1])
+    assert (done, made) == (0, 0)
     assert isinstance(error, OSError)
     assert error.errno == errno.ELOOP
     assert not os.path.lexists(target / "a.py")
 
-    assert backend.make_many(LinkMode.HARDLINK, source, str(target), files[:1]) == (1, None)
+    assert backend.make_many(LinkMode.HARDLINK, source, str(target), files[:1]) == (1, None, 0)
     assert (target / "a.py").is_symlink()  # the symlink itself, as link(2) does
     assert (target / "a.py").lstat().st_ino != secret.stat().st_ino
 
@@ -250,9 +287,9 @@ def test_an_error_at_close_is_a_failure_and_removes_the_file(
             raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
 
     monkeypatch.setattr(os, "close", close)
-    done, error = backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+    done, error, made = backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
     monkeypatch.undo()
-    assert done == NAMES.index("b.bin")
+    assert (done, made) == (NAMES.index("b.bin"), sizes(tmp_path / "src", ["a.py"]))
     assert isinstance(error, OSError)
     assert error.errno == errno.EDQUOT
     assert sorted(os.listdir(target)) == ["a.py"]
@@ -274,6 +311,30 @@ def test_a_fifo_as_source_fails_or_finishes_never_hangs(tmp_path: Path) -> None:
         backend.copy(str(fifo), str(tmp_path / "hinted"), SourceHints(0o644, 0, None))
     assert raised.value.errno in (errno.ESPIPE, errno.EINVAL)
     assert not (tmp_path / "hinted").exists()
+    # Hints without mode bits and size (readdir said "regular file"): the fstat of what
+    # was opened refuses it before anything is created.
+    with pytest.raises(OSError, match="not a regular file") as raised:
+        backend.copy(str(fifo), str(tmp_path / "readdir"), SourceHints(None, None, 0o022))
+    assert raised.value.errno == errno.EINVAL
+    assert not (tmp_path / "readdir").exists()
+
+
+@NEEDS_LINUX_SYSCALLS
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+def test_a_name_swapped_for_a_fifo_after_readdir_is_refused_and_leaves_nothing(
+    tmp_path: Path, backend: LinkBackend
+) -> None:
+    files = make_source(tmp_path / "src")
+    os.unlink(tmp_path / "src" / "b.bin")
+    os.mkfifo(tmp_path / "src" / "b.bin")  # readdir said "regular file"
+    target = tmp_path / "dst"
+    target.mkdir()
+    done, error, made = backend.make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+    assert (done, made) == (1, sizes(tmp_path / "src", ["a.py"]))
+    assert isinstance(error, OSError)
+    assert error.errno == errno.EINVAL
+    assert sorted(os.listdir(target)) == ["a.py"]
 
 
 def count_copy_range(monkeypatch: pytest.MonkeyPatch, piece: int | None = None) -> list[int]:
@@ -321,7 +382,7 @@ def test_a_file_changed_between_scan_and_copy_is_copied_as_it_is_at_copy_time(
     data = os.urandom(now)
     (source / "f").write_bytes(data)  # the same inode, changed before the copy
     returned = count_copy_range(monkeypatch, piece)
-    assert backend.make_many(LinkMode.COPY, str(source), str(target), files) == (1, None)
+    assert backend.make_many(LinkMode.COPY, str(source), str(target), files) == (1, None, scanned)
     assert (target / "f").read_bytes() == data
     assert sum(returned) == now
     # The call that returns 0 is made unless the copy ended exactly at the scanned size.
@@ -329,10 +390,11 @@ def test_a_file_changed_between_scan_and_copy_is_copied_as_it_is_at_copy_time(
 
 
 @NEEDS_LINUX_SYSCALLS
+@pytest.mark.parametrize("looked", [False, True], ids=["readdir", "scanned"])
 @pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
 @pytest.mark.parametrize(("size", "calls"), [(1, 1), (5000, 1), ((3 << 20) + 1, 1), (0, 1), (4096, 2), (8192, 2)])
 def test_one_copy_file_range_when_it_ends_the_file_at_the_scanned_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: LinkBackend, size: int, calls: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: LinkBackend, size: int, calls: int, looked: bool
 ) -> None:
     """A file unchanged since the scan: one call copies it (each asks for the scanned size
     and 1 MiB more), and only at a multiple of the page size, where /proc, /sys and copies
@@ -341,31 +403,33 @@ def test_one_copy_file_range_when_it_ends_the_file_at_the_scanned_size(
     source.mkdir()
     target.mkdir()
     (source / "f").write_bytes(os.urandom(size))
-    files = [("f", SourceHints(0o644, size, 0o022))]
+    files = [("f", SourceHints(0o644, size, 0o022) if looked else SourceHints(None, None, 0o022))]
     returned = count_copy_range(monkeypatch)
-    assert backend.make_many(LinkMode.COPY, str(source), str(target), files) == (1, None)
+    assert backend.make_many(LinkMode.COPY, str(source), str(target), files) == (1, None, size)
     assert len(returned) == calls, returned
     assert (target / "f").read_bytes() == (source / "f").read_bytes()
 
 
 @NEEDS_LINUX_SYSCALLS
-def test_a_known_umask_that_takes_bits_away_still_keeps_them(tmp_path: Path) -> None:
-    """The fast path creates with the hinted mode only when the umask cuts none of its
-    bits; otherwise the general way (create, then fchmod) keeps them."""
-    files = [(name, hints._replace(umask=0o077)) for name, hints in make_source(tmp_path / "src")]
+@pytest.mark.parametrize("looked", [False, True], ids=["readdir", "scanned"])
+def test_a_known_umask_that_takes_bits_away_still_keeps_them(tmp_path: Path, looked: bool) -> None:
+    """A umask that cuts bits of the source's mode: the new file is fchmod'ed to them."""
+    source = tmp_path / "src"
+    files = make_source(source)
+    if looked:
+        files = scanned(source, files)
+    files = [(name, hints._replace(umask=0o077)) for name, hints in files]
     target = tmp_path / "dst"
     target.mkdir()
     previous = os.umask(0o077)
     try:
-        assert LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files) == (len(files), None)
+        result = LinuxBackend().make_many(LinkMode.COPY, str(source), str(target), files)
+        assert result == (len(files), None, sizes(source))
     finally:
         os.umask(previous)
-    assert {name: stat.S_IMODE((target / name).stat().st_mode) for name in NAMES} == {
-        name: hints.mode for name, hints in files
-    }
-    assert outcome(tmp_path / "src", target) == [
-        (name, (tmp_path / "src" / name).read_bytes(), hints.mode, False) for name, hints in files
-    ]
+    modes = {name: stat.S_IMODE((source / name).stat().st_mode) for name in NAMES}
+    assert {name: stat.S_IMODE((target / name).stat().st_mode) for name in NAMES} == modes
+    assert outcome(source, target) == [(name, (source / name).read_bytes(), modes[name], False) for name in NAMES]
 
 
 @NEEDS_LINUX_SYSCALLS
@@ -384,7 +448,8 @@ def test_copy_file_range_refused_falls_back_without_asking_twice(
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
 
     monkeypatch.setattr(linux_module, "_copy_range", cross_device)
-    assert LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files) == (len(files), None)
+    result = LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
+    assert result == (len(files), None, sizes(tmp_path / "src"))
     assert len(refused) == len(files)
     for name in NAMES:
         assert (target / name).read_bytes() == (tmp_path / "src" / name).read_bytes(), name
@@ -407,3 +472,56 @@ def test_an_interrupted_copy_leaves_no_file_and_no_open_descriptor(
         LinuxBackend().make_many(LinkMode.COPY, str(tmp_path / "src"), str(target), files)
     assert os.listdir(target) == []
     assert sorted(os.listdir("/proc/self/fd")) == open_before
+
+
+@NEEDS_LINUX_SYSCALLS
+@pytest.mark.parametrize("mode", [LinkMode.COPY, LinkMode.CLONE, LinkMode.HARDLINK])
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+def test_a_budget_stops_once_the_files_made_hold_it(tmp_path: Path, mode: LinkMode, backend: LinkBackend) -> None:
+    """With a budget, make_many stops without an error after the file that reaches it, and
+    the caller goes on from there; hard links make no bytes, so nothing stops them."""
+    files = make_source(tmp_path / "src")
+    source, target = tmp_path / "src", tmp_path / "dst"
+    target.mkdir()
+    done, error, made = backend.make_many(mode, str(source), str(target), files, 0, budget=5000)
+    if mode is LinkMode.CLONE and isinstance(error, OSError) and error.errno in (errno.EOPNOTSUPP, errno.EXDEV):
+        assert (done, made, os.listdir(target)) == (0, 0, [])
+        return
+    assert error is None
+    if mode is LinkMode.HARDLINK:
+        assert (done, made) == (len(files), 0)
+        return
+    assert (done, made) == (2, sizes(source, ["a.py", "b.bin"]))  # 9 + 5,000 bytes: the budget is reached
+    assert sorted(os.listdir(target)) == ["a.py", "b.bin"]
+    assert backend.make_many(mode, str(source), str(target), files, done, budget=5000) == (
+        len(files),
+        None,
+        sizes(source, ["tool", "empty", "big.dat"]),
+    )
+    assert outcome(source, target) == [
+        (name, (source / name).read_bytes(), stat.S_IMODE((source / name).stat().st_mode), False) for name in NAMES
+    ]
+
+
+@NEEDS_LINUX_SYSCALLS
+@pytest.mark.parametrize("filesystem", ["btrfs", "xfs"])
+@pytest.mark.parametrize("backend", [LinuxBackend(), PlainLoop()], ids=["fast", "loop"])
+def test_clones_from_readdir_hints_share_extents_and_keep_the_bits(
+    mounts: ScratchMounts, filesystem: str, backend: LinkBackend
+) -> None:
+    """Clones on filesystems that make them: the bits and sizes come from the opened file,
+    the budget stops them like copies, and FIEMAP (not linkprobe) says the blocks are shared."""
+    top = mounts.btrfs("a") if filesystem == "btrfs" else mounts.xfs(reflink=True)
+    source, target = top / "src", top / "dst"
+    files = make_source(source)
+    target.mkdir()
+    done, error, made = backend.make_many(LinkMode.CLONE, str(source), str(target), files, 0, budget=5000)
+    assert (done, error, made) == (2, None, sizes(source, ["a.py", "b.bin"]))
+    assert backend.make_many(LinkMode.CLONE, str(source), str(target), files, done) == (
+        len(files),
+        None,
+        sizes(source, ["tool", "empty", "big.dat"]),
+    )
+    modes = {name: stat.S_IMODE((source / name).stat().st_mode) for name in NAMES}
+    assert outcome(source, target) == [(name, (source / name).read_bytes(), modes[name], False) for name in NAMES]
+    assert shares_extents(source / "big.dat", target / "big.dat")

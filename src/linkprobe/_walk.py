@@ -29,13 +29,24 @@ if TYPE_CHECKING:
     from linkprobe._undo import Run
     from linkprobe.mounts import Mount
 
-__all__ = ["Batch", "Walk", "make_directory", "make_parents", "raise_for_source", "refuse_inside"]
+__all__ = [
+    "BATCH_BYTES",
+    "Batch",
+    "Walk",
+    "make_directory",
+    "make_parents",
+    "measured_batches",
+    "raise_for_source",
+    "refuse_inside",
+]
 
 #: Entries handed out at once: large enough to amortise the hand-off to a worker, small
 #: enough that both cores stay busy on a tree of a few thousand small files.
 BATCH_FILES: Final[int] = 128
-#: With ``sizes``: a batch also ends once its regular files hold this many bytes, so that
-#: large files spread over the workers instead of queueing behind one.
+#: With ``sizes`` (and in measured_batches): a batch also ends once its regular files hold
+#: this many bytes, so that large files spread over the workers instead of queueing behind
+#: one. With ``workers=None``, also what the calling thread copies of a directory before the
+#: rest of it is measured (Linker._run_walk).
 BATCH_BYTES: Final[int] = 8 << 20
 
 
@@ -89,8 +100,9 @@ class Walk:
     def batches(self, pairs: PairTable, root_pair: Pair, tally: Tally, run: Run, *, sizes: bool) -> Iterator[Batch]:
         """Create directories (parents first) and yield batches of entries to materialise.
 
-        ``sizes``: measure the regular files of copying pairs (an lstat each, which the
-        copy needs anyway and ``os.DirEntry`` keeps) into ``Batch.bytes``.
+        ``sizes``: measure the regular files of copying pairs (an lstat each, which
+        ``os.DirEntry`` keeps) into ``Batch.bytes``, so that batches of large files end
+        early; without it, a file that readdir says is regular is not stat'ed here.
         """
         source_root, target_root = self.source_root, self.target_root
         real_source = self.real_source
@@ -147,6 +159,25 @@ class Walk:
             if count:
                 batch.bytes, batch.sized = size_total, sized
                 yield batch
+
+
+def measured_batches(batch: Batch, entries: Sequence[os.DirEntry[str]]) -> Iterator[Batch]:
+    """``entries`` (regular files of ``batch``'s directory) in batches that end at
+    BATCH_FILES entries or BATCH_BYTES, with the sizes an lstat of each gives."""
+    part = Batch(batch.pair, batch.source_dir, batch.target_dir)
+    for entry in entries:
+        try:
+            size = entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            size = 0  # gone since the scan: making it reports that, with its name
+        part.entries.append(entry)
+        part.bytes += size
+        part.sized += 1
+        if len(part.entries) >= BATCH_FILES or part.bytes >= BATCH_BYTES:
+            yield part
+            part = Batch(batch.pair, batch.source_dir, batch.target_dir)
+    if part.entries:
+        yield part
 
 
 def make_directory(path: str, tally: Tally, mode: str, source_path: str, run: Run) -> bool:

@@ -79,24 +79,32 @@ else:
 if TYPE_CHECKING:
 
     class SourceHints(NamedTuple):
-        """What a caller already knows about a source file (e.g. from ``os.scandir``), so
-        that materialising thousands of files does not ``fstat`` each one again (one system call saved per file)."""
+        """What a caller already knows about a source file, so that materialising thousands
+        of files does not look at each one twice. Given at all, hints say the caller saw a
+        regular file: it is opened with ``O_NOFOLLOW``, so a name swapped for a symlink
+        since then fails (ELOOP) instead of being followed.
+
+        ``mode`` or ``size`` None: not looked at (``os.scandir``'s ``d_type`` said "regular
+        file", without an ``lstat``); the backend reads both from the file it opened, with
+        one ``fstat`` and no path lookup, and refuses one that is not regular after all.
+        """
 
         #: Permission bits to give the new file (already masked with KEPT_MODE_BITS).
-        mode: int
+        mode: int | None = None
         #: The size when it was looked at; only a hint: copies run to end of file.
-        size: int
+        size: int | None = None
         #: The process umask, read once by the caller; None: check each new file instead.
         umask: int | None = None
 
 else:  # the same named tuple, built without importing typing
-    SourceHints = namedtuple("SourceHints", ("mode", "size", "umask"), defaults=(None,))
+    SourceHints = namedtuple("SourceHints", ("mode", "size", "umask"), defaults=(None, None, None))
     SourceHints.__doc__ = "What a caller already knows about a source file: permission bits, size, umask."
 
 
-#: What :meth:`LinkBackend.make_many` returns: the index of the first file that failed and
-#: its error, or (number of files, None) when every file was made.
-ManyResult = tuple[int, "OSError | None"]
+#: What :meth:`LinkBackend.make_many` returns: the index of the first file not made, the
+#: error that stopped it (None: every file was made, or the byte budget was reached) and
+#: the bytes of the files made (their sizes when opened; 0 for hard links).
+ManyResult = tuple[int, "OSError | None", int]
 
 
 class LinkBackend(ABC):
@@ -148,22 +156,35 @@ class LinkBackend(ABC):
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
         start: int = 0,
+        budget: int | None = None,
     ) -> ManyResult:
         """Create ``target_dir/NAME`` from ``source_dir/NAME`` with ``mode`` for each
         (NAME, hints) of ``files[start:]``, in order, until one fails.
 
-        Returns the index of the file that failed and its error, or ``(len(files), None)``.
-        What an error means is the caller's to decide, as for one file. This base class
-        calls :meth:`make` per file; a backend may override it to work relative to
-        directory descriptors, which saves a path lookup per name.
+        Returns the index of the file that failed, its error and the bytes made before it,
+        or ``(len(files), None, bytes)``. With ``budget``, it may also stop without an error
+        once the files made hold that many bytes: the index is then the first file not
+        made (the caller spreads the rest over threads). What an error means is the
+        caller's to decide, as for one file. This base class calls :meth:`make` per file,
+        after one ``lstat`` for hints without a size (for the bytes; hard links count
+        none); a backend may override it to work relative to directory descriptors, which
+        saves a path lookup per name.
         """
+        made = 0
         for index in range(start, len(files)):
             name, hints = files[index]
+            source = os.path.join(source_dir, name)
             try:
-                self.make(mode, os.path.join(source_dir, name), os.path.join(target_dir, name), hints)
+                if mode != HARDLINK and hints.size is None:
+                    hints = looked_at(source, hints)
+                self.make(mode, source, os.path.join(target_dir, name), hints)
             except OSError as exc:
-                return index, exc
-        return len(files), None
+                return index, exc, made
+            if mode != HARDLINK:
+                made += hints.size or 0
+                if budget is not None and made >= budget:
+                    return index + 1, None, made
+        return len(files), None, made
 
     def copy_data(self, source_fd: int, target_fd: int, size: int) -> None:
         """Copy ``size`` bytes between two open files; backends override with faster paths."""
@@ -182,9 +203,10 @@ class LinkBackend(ABC):
         *,
         source_dir_fd: int | None = None,
         target_dir_fd: int | None = None,
-    ) -> None:
+    ) -> int:
         """Create ``target`` exclusively with ``source``'s permission bits and let ``fill``
-        write its content; if anything fails, ``target`` is removed again.
+        write its content; if anything fails, ``target`` is removed again. Returns the
+        source's size as seen when it was opened (or as hinted).
 
         The one shape of copy and of fd-based clones (FICLONE, FSCTL_DUPLICATE_EXTENTS),
         for whole paths or (``make_many``'s fast path) names relative to directory fds.
@@ -194,14 +216,15 @@ class LinkBackend(ABC):
         flags = READ_FLAGS if hints is None else READ_FLAGS | _O_NOFOLLOW
         source_fd = os.open(source, flags, dir_fd=source_dir_fd)
         try:
-            if hints is None:
+            mode, size, umask = (None, None, None) if hints is None else hints
+            if mode is None or size is None:
                 info = os.fstat(source_fd)
                 if not stat.S_ISREG(info.st_mode):  # a FIFO, device or directory: no data to copy
                     raise OSError(errno.EINVAL, "not a regular file", source)
-                hints = SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size)
-            target_fd = self.create_like(hints.mode, target, hints.umask, dir_fd=target_dir_fd)
+                mode, size = stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size
+            target_fd = self.create_like(mode, target, umask, dir_fd=target_dir_fd)
             try:
-                fill(source_fd, target_fd, hints.size)
+                fill(source_fd, target_fd, size)
             except BaseException:
                 os.close(target_fd)
                 remove_quietly(target, dir_fd=target_dir_fd)
@@ -213,6 +236,7 @@ class LinkBackend(ABC):
                 raise
         finally:
             os.close(source_fd)
+        return size
 
     def create_like(self, mode: int, target: str, umask: int | None = None, *, dir_fd: int | None = None) -> int:
         """Create ``target`` exclusively with permission bits ``mode``; return its fd.
@@ -283,6 +307,15 @@ class LinkBackend(ABC):
         if identity is not None and self.identity(path) != identity:
             return False
         return remove_quietly(path)
+
+
+def looked_at(source: str, hints: SourceHints) -> SourceHints:
+    """``hints`` with the mode bits and size of ``source`` (an lstat), if it is a regular
+    file; else unchanged, for the open to refuse (ELOOP for a symlink, EINVAL otherwise)."""
+    info = os.lstat(source)
+    if not stat.S_ISREG(info.st_mode):
+        return hints
+    return SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, hints.umask)
 
 
 def remove_quietly(path: str, *, dir_fd: int | None = None) -> bool:

@@ -20,7 +20,16 @@ import stat
 from linkprobe._link_results import Fallback, LinkStats
 from linkprobe._pairs import Pair, PairTable
 from linkprobe._undo import Run, Tally
-from linkprobe._walk import Batch, Walk, make_directory, make_parents, raise_for_source, refuse_inside
+from linkprobe._walk import (
+    BATCH_BYTES,
+    Batch,
+    Walk,
+    make_directory,
+    make_parents,
+    measured_batches,
+    raise_for_source,
+    refuse_inside,
+)
 from linkprobe._words import (
     AUTO_ORDER_WORDS,
     COPY,
@@ -31,7 +40,7 @@ from linkprobe._words import (
     mode_word,
     requested_word,
 )
-from linkprobe.api import KEPT_MODE_BITS, LinkBackend, SourceHints, remove_quietly
+from linkprobe.api import LinkBackend, SourceHints, looked_at, remove_quietly
 from linkprobe.backends import default_backend
 from linkprobe.errors import InvalidArgumentError, LinkFailedError, LinkprobeError, TargetInsideSourceError
 from linkprobe.probe import SCRATCH_PREFIX
@@ -53,9 +62,9 @@ __all__ = ["Fallback", "LinkStats", "Linker"]
 _THREAD_FILE_BYTES: Final[int] = 4 << 20
 #: With ``workers=None``: at most this many threads, and none on a single CPU.
 _DECIDED_WORKERS: Final[int] = 4
-#: What a hard link is given for hints: link(2) reads no mode bits and no size. Files are
-#: given their real hints before any other mode makes them (see ``_run_batch``).
-_LINK_ONLY: Final = SourceHints(0, 0)
+#: What a hard link is given for hints: link(2) reads no mode bits and no size. Files get
+#: the umask of their directory before any other mode makes them (see ``_run_batch``).
+_LINK_ONLY: Final = SourceHints()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -75,7 +84,8 @@ class Linker:
     :param workers: threads for :meth:`link_tree` (1 or more). Default None: decide, which
         uses threads only for real copies of files of 4 MiB or more on average, where they
         pay; hardlinks, clones and small copies stay on the calling thread, where
-        threads were slower here (directory locks, the GIL).
+        threads were slower here (directory locks, the GIL). The sizes are looked at only
+        in a directory whose first files copied hold 8 MiB.
     """
 
     def __init__(
@@ -294,20 +304,26 @@ class Linker:
         """Make every batch of the walk, on this thread or on worker threads (``workers``)."""
         decided = 1 if self._workers is not None else min(os.cpu_count() or 1, _DECIDED_WORKERS)
         pool: ThreadPoolExecutor | None = None
-        futures: list[Future[None]] = []
+        futures: list[Future[list[os.DirEntry[str]]]] = []
         try:
-            # Sizes end batches early where threads may be used, so that large files spread
-            # over the workers instead of queueing in one batch of a directory.
-            sizes = decided > 1 or (self._workers or 1) > 1
+            # Explicit threads: sizes end batches early, so that large files spread over
+            # the workers instead of queueing in one batch of a directory.
+            sizes = (self._workers or 1) > 1
+            # workers=None, with threads to decide: this thread makes a directory's files
+            # until they hold BATCH_BYTES, and only the rest of such a directory is measured
+            # (an lstat each) and spread. A tree of small files is never measured.
+            budget = BATCH_BYTES if self._workers is None and decided > 1 else None
             for batch in walk.batches(self._pairs, pair, tally, run, sizes=sizes):
                 if run.stopped:
                     break
                 if self._threads_for(batch, decided):
-                    if pool is None:
-                        pool = _pool(self._workers or decided)
-                    futures.append(pool.submit(self._run_batch, batch, run))
+                    pool = self._submit(pool, futures, batch, run, decided)
                 else:
-                    self._run_batch(batch, run, tally)
+                    for part in measured_batches(batch, self._run_batch(batch, run, tally, budget)):
+                        if self._threads_for(part, decided):
+                            pool = self._submit(pool, futures, part, run, decided)
+                        else:
+                            self._run_batch(part, run, tally)
                 if run.warnings:
                     run.emit_warnings(stacklevel=3)
             for future in futures:
@@ -323,6 +339,20 @@ class Linker:
             # Wait for every worker, so that nothing is made after the caller's undo.
             if pool is not None:
                 pool.shutdown(wait=True)
+
+    def _submit(
+        self,
+        pool: ThreadPoolExecutor | None,
+        futures: list[Future[list[os.DirEntry[str]]]],
+        batch: Batch,
+        run: Run,
+        decided: int,
+    ) -> ThreadPoolExecutor:
+        """Hand ``batch`` to a worker thread, starting the pool at the first one."""
+        if pool is None:
+            pool = _pool(self._workers or decided)
+        futures.append(pool.submit(self._run_batch, batch, run))
+        return pool
 
     def _failed(self, exc: BaseException, run: Run, mode: str, source_root: str, target_root: str) -> BaseException:
         """Undo ``run`` after ``exc`` and return the exception to raise: a LinkprobeError
@@ -343,14 +373,6 @@ class Linker:
             error.stats = run.freeze()
             error.not_removed = left
         return error
-
-    def _hinted(self, entries: Sequence[os.DirEntry[str]], umask: int | None) -> list[tuple[str, SourceHints]]:
-        """(name, hints) of regular files, from the stat ``os.scandir`` made or keeps."""
-        hinted = []
-        for entry in entries:
-            info = entry.stat(follow_symlinks=False)
-            hinted.append((entry.name, SourceHints(stat.S_IMODE(info.st_mode) & KEPT_MODE_BITS, info.st_size, umask)))
-        return hinted
 
     def _batch_umask(self, run: Run, target_dir: str) -> int | None:
         """The umask new files in ``target_dir`` get, or None: check every new file."""
@@ -383,47 +405,30 @@ class Linker:
 
     def _regular_files(
         self, batch: Batch, tally: Tally, run: Run
-    ) -> tuple[list[os.DirEntry[str]], list[tuple[str, SourceHints]], bool]:
-        """Re-create the batch's symlinks; return its regular files, their (name, hints),
-        and whether the hints are real. Anything else (a FIFO, a device, a socket) is an
-        error naming it.
+    ) -> tuple[list[os.DirEntry[str]], list[tuple[str, SourceHints]]]:
+        """Re-create the batch's symlinks; return its regular files and their (name, hints).
+        Anything else (a FIFO, a device, a socket) is an error naming it.
 
-        Hard links need neither the permission bits nor the size: a file that ``readdir``'s
-        d_type says is regular is linked without an lstat (``os.DirEntry`` makes one only
-        where the filesystem reports DT_UNKNOWN), with hints link(2) never reads. The files
-        get real hints before any other mode makes them. Their bytes are not counted either:
-        that would take the lstat back, 2.2 us of the 6-8 us a hard link costs here
-        (docs/benchmarks.md), and they add no data of their own. With real hints the
-        entries are not returned: nothing asks for them again.
+        A file that ``readdir``'s d_type says is regular is not lstat'ed (``os.DirEntry``
+        makes one only where the filesystem reports DT_UNKNOWN): a hard link reads neither
+        its permission bits nor its size, and a copy or a clone reads both from the file it
+        opened, with an ``fstat`` (hints with only the umask). That lstat was 2.2 us of the
+        6-8 us a hard link costs here, and 7-8 % of a small copy (docs/benchmarks.md). The
+        backend counts the bytes it made.
         """
         pair, target_dir = batch.pair, batch.target_dir
+        hints = _LINK_ONLY if pair.mode == HARDLINK else SourceHints(None, None, self._batch_umask(run, target_dir))
         regular: list[os.DirEntry[str]] = []
         files: list[tuple[str, SourceHints]] = []
-        if pair.mode == HARDLINK:
-            for entry in batch.entries:
-                if not entry.is_file(follow_symlinks=False):  # d_type (or an lstat on DT_UNKNOWN)
-                    if entry.is_symlink():
-                        self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
-                        continue
-                    self._refuse_special(pair, entry, target_dir)
-                regular.append(entry)
-                files.append((entry.name, _LINK_ONLY))
-            return regular, files, False
-        umask = self._batch_umask(run, target_dir)
-        hints = SourceHints._make  # the C tuple constructor: a third of SourceHints(...)'s cost
-        size_total = 0
         for entry in batch.entries:
-            info = entry.stat(follow_symlinks=False)  # the walk's lstat, when it measured sizes
-            if not stat.S_ISREG(info.st_mode):
-                if stat.S_ISLNK(info.st_mode):
+            if not entry.is_file(follow_symlinks=False):  # d_type (or an lstat on DT_UNKNOWN)
+                if entry.is_symlink():
                     self._copy_symlink(pair, entry.path, os.path.join(target_dir, entry.name), tally, run)
                     continue
                 self._refuse_special(pair, entry, target_dir)
-            size = info.st_size
-            files.append((entry.name, hints((info.st_mode & KEPT_MODE_BITS, size, umask))))
-            size_total += size
-        tally.bytes += size_total
-        return regular, files, True
+            regular.append(entry)
+            files.append((entry.name, hints))
+        return regular, files
 
     def _refuse_special(self, pair: Pair, entry: os.DirEntry[str], target_dir: str) -> None:
         """Raise the error naming ``entry`` if it is not a regular file (a FIFO, a device, a
@@ -434,33 +439,37 @@ class Linker:
             target_path = os.path.join(target_dir, entry.name)
             raise LinkFailedError(pair.mode, entry.path, target_path, *problem)
 
-    def _run_batch(self, batch: Batch, run: Run, tally: Tally | None = None) -> None:
+    def _run_batch(
+        self, batch: Batch, run: Run, tally: Tally | None = None, budget: int | None = None
+    ) -> list[os.DirEntry[str]]:
         """Materialise the regular files and symlinks of one batch (one directory).
 
         link_tree's hot path: the regular files go to the backend in one ``make_many``
         call, which on Linux works relative to directory descriptors. A failed file comes
         back with its error and goes through the same rules as :meth:`link`
         (``_recover``); then the rest continue. ``tally``: the calling thread's counts (a
-        worker's batch gets its own).
+        worker's batch gets its own). ``budget``: stop once the files made hold that many
+        bytes, and return the regular files left (else nothing is left).
         """
         if tally is None:
             tally = run.tally()
         pair, source_dir, target_dir = batch.pair, batch.source_dir, batch.target_dir
         try:
-            # One read of pair.mode decides the hints: another worker may step it down.
-            regular, files, hinted = self._regular_files(batch, tally, run)
+            regular, files = self._regular_files(batch, tally, run)
             start = 0
             while start < len(files) and not run.stopped:
-                mode = pair.mode
-                if not hinted and mode != HARDLINK:  # stepped down from hardlink
-                    files[start:] = self._hinted(regular[start:], self._batch_umask(run, target_dir))
-                    tally.bytes += sum(hints.size for _, hints in files[start:])
-                    hinted = True
+                mode = pair.mode  # one read: another worker may step it down
+                if mode != HARDLINK and files[start][1] is _LINK_ONLY:  # stepped down from hardlink
+                    hints = SourceHints(None, None, self._batch_umask(run, target_dir))
+                    files[start:] = [(name, hints) for name, _ in files[start:]]
                 try:
-                    done, error = self._backend.make_many(mode, source_dir, target_dir, files, start)
+                    done, error, made_bytes = self._backend.make_many(
+                        mode, source_dir, target_dir, files, start, budget=budget
+                    )
                 except BaseException:
                     run.uncertain.append((mode, source_dir, target_dir, [name for name, _ in files[start:]]))
                     raise
+                tally.bytes += made_bytes
                 if done > start:
                     # Only the names: holding on to the (name, hints) tuples of a whole tree
                     # keeps two GC-tracked objects per file alive for the cyclic collector
@@ -469,19 +478,24 @@ class Linker:
                     run.runs.append((mode, source_dir, target_dir, [name for name, _ in files[start:done]]))
                     tally.by_mode[mode] += done - start
                 if error is None:
-                    break
+                    return regular[done:]
                 name, hints = files[done]
-                if not hinted:  # the rules may copy this one file: give it its real hints
-                    hints = self._hinted([regular[done]], None)[0][1]
                 source_path, target_path = os.path.join(source_dir, name), os.path.join(target_dir, name)
+                # The rules may make this one file another way: its bits and size (an
+                # lstat, on this failure path only).
+                try:  # noqa: SIM105 - contextlib stays out of the linker's import
+                    hints = looked_at(source_path, hints)
+                except OSError:
+                    pass  # gone or unreadable: the rules judge the error the backend saw
                 made = self._recover(pair, mode, error, source_path, target_path, hints, run)
                 tally.by_mode[made] += 1
-                if not hinted and made != HARDLINK:
-                    tally.bytes += hints.size
+                if made != HARDLINK:
+                    tally.bytes += hints.size or 0
                 start = done + 1
         except BaseException:
             run.stopped = True
             raise
+        return []
 
     def _copy_symlink(self, pair: Pair, source_path: str, target_path: str, tally: Tally, run: Run) -> None:
         """Re-create a symlink of the source tree with the same text."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 
 from linkprobe._words import CLONE, COPY, HARDLINK
 from linkprobe.api import (
     CREATE_FLAGS,
+    KEPT_MODE_BITS,
     READ_FLAGS,
     LinkBackend,
     ManyResult,
@@ -21,8 +23,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Final
-
-    from linkprobe.api import Fill
 
 __all__ = ["FICLONE", "LinuxBackend"]
 
@@ -78,30 +78,30 @@ class LinuxBackend(LinkBackend):
         target_dir: str,
         files: Sequence[tuple[str, SourceHints]],
         start: int = 0,
+        budget: int | None = None,
     ) -> ManyResult:
         """The same as the base class, relative to two directory descriptors: one path
-        lookup per directory instead of one per name, and for hardlinks no Python call per
-        file at all (link_tree's hot path; docs/benchmarks.md). Copies and clones go
-        through the same fill_new_file as one file does."""
-        methods = _FAST_PATH_METHODS.get(mode)
-        cls = type(self)
-        if methods is None or any(getattr(cls, name) is not getattr(LinuxBackend, name) for name in methods):
-            return super().make_many(mode, source_dir, target_dir, files, start)
+        lookup per directory instead of one per name, no lstat for hints without a size
+        (the opened file's fstat tells), and for hardlinks no Python call per file at all
+        (link_tree's hot path; docs/benchmarks.md). Clones go through the same
+        fill_new_file as one file does."""
+        if not _fast_path(type(self), mode):
+            return super().make_many(mode, source_dir, target_dir, files, start, budget)
         try:
             source_fd = os.open(source_dir, _DIRECTORY_FLAGS)
         except OSError as exc:
-            return start, exc
+            return start, exc, 0
         try:
             try:
                 target_fd = os.open(target_dir, _DIRECTORY_FLAGS)
             except OSError as exc:
-                return start, exc
+                return start, exc, 0
             try:
                 if mode == HARDLINK:
                     return _link_many(source_fd, target_fd, files, start)
                 if mode == COPY:
-                    return _copy_many(self, source_fd, target_fd, files, start)
-                return _fill_many(self, source_fd, target_fd, files, start, _ficlone)
+                    return _copy_many(self, source_fd, target_fd, files, start, budget)
+                return _fill_many(self, source_fd, target_fd, files, start, budget)
             finally:
                 os.close(target_fd)
         finally:
@@ -132,6 +132,20 @@ class LinuxBackend(LinkBackend):
         except (OSError, ValueError, IndexError):
             pass
         return None
+
+
+#: Per backend class and mode: whether make_many's fast path may run (see _FAST_PATH_METHODS).
+_FAST_PATHS: dict[tuple[type[LinkBackend], str], bool] = {}
+
+
+def _fast_path(cls: type[LinkBackend], mode: str) -> bool:
+    """Whether ``cls`` keeps every one-file method that the fast path for ``mode`` spells out."""
+    known = _FAST_PATHS.get((cls, mode))
+    if known is None:
+        methods = _FAST_PATH_METHODS.get(mode)
+        known = methods is not None and all(getattr(cls, name) is getattr(LinuxBackend, name) for name in methods)
+        _FAST_PATHS[(cls, mode)] = known
+    return known
 
 
 def _ficlone(source_fd: int, target_fd: int, size: int = 0) -> None:
@@ -218,8 +232,8 @@ def _link_many(source_fd: int, target_fd: int, files: Sequence[tuple[str, Source
             # the file it points to (which may be somebody's secret).
             os.link(name, name, src_dir_fd=source_fd, dst_dir_fd=target_fd, follow_symlinks=False)
         except OSError as exc:
-            return index, exc
-    return len(files), None
+            return index, exc, 0
+    return len(files), None, 0
 
 
 def _fill_many(
@@ -228,53 +242,73 @@ def _fill_many(
     target_dir_fd: int,
     files: Sequence[tuple[str, SourceHints]],
     start: int,
-    fill: Fill,
+    budget: int | None,
 ) -> ManyResult:
-    """LinkBackend.fill_new_file for many names, relative to two directory descriptors."""
+    """LinkBackend.fill_new_file with FICLONE for many names, relative to two directory descriptors."""
+    made = 0
     for index in range(start, len(files)):
         name, hints = files[index]
         try:
-            backend.fill_new_file(name, name, fill, hints, source_dir_fd=source_dir_fd, target_dir_fd=target_dir_fd)
+            made += backend.fill_new_file(
+                name, name, _ficlone, hints, source_dir_fd=source_dir_fd, target_dir_fd=target_dir_fd
+            )
         except OSError as exc:
-            return index, exc
-    return len(files), None
+            return index, exc, made
+        if budget is not None and made >= budget:
+            return index + 1, None, made
+    return len(files), None, made
 
 
-def _copy_many(
+def _copy_many(  # noqa: PLR0915 - written out: each Python call it saves is 2-4 % of a small copy
     backend: LinkBackend,
     source_dir_fd: int,
     target_dir_fd: int,
     files: Sequence[tuple[str, SourceHints]],
     start: int,
+    budget: int | None,
 ) -> ManyResult:
     """fill_new_file with copy_data for many names, its common case written out: link_tree's
     copy hot path. Per file: open the source (O_NOFOLLOW: the hints say it was a regular
-    file), create the target exclusively with the hinted mode, one copy_file_range when that
-    ends the file (see _copy_file_range), close both; on any failure the target is removed
-    again. The rest goes the general way: a umask that is unknown or takes bits of the mode
-    away (create_like's fstat/fchmod), a copy that needs more calls, or none at all. Without
-    the three Python calls per file of the general way, and the call that returns 0, copying
-    5,000 small files on tmpfs took 8-10 % less time (docs/benchmarks.md).
+    file), fstat it where the hints hold no mode and size (cp does the same; a path's lstat
+    would cost more), create the target exclusively with its mode (and fchmod it where the
+    umask took bits away), one copy_file_range when that ends the file (see
+    _copy_file_range), close both; on any failure the target is removed again. An unknown
+    umask (create_like's fstat) or a copy_file_range that cannot serve goes the general
+    way. Without the three Python calls per file of the general way, and the call that
+    returns 0, copying 5,000 small files on tmpfs took 8-10 % less time, and without the
+    walk's lstat another 7-8 % (docs/benchmarks.md).
     """
     copy_range = _copy_range
+    made = 0
     for index in range(start, len(files)):
         name, hints = files[index]
         mode, size, umask = hints
-        if copy_range is None or umask is None or mode & umask:
+        if copy_range is None or umask is None:
             try:
-                backend.fill_new_file(
+                made += backend.fill_new_file(
                     name, name, backend.copy_data, hints, source_dir_fd=source_dir_fd, target_dir_fd=target_dir_fd
                 )
             except OSError as exc:
-                return index, exc
+                return index, exc, made
+            if budget is not None and made >= budget:
+                return index + 1, None, made
             continue
         try:
             source_fd = os.open(name, _HINTED_READ_FLAGS, dir_fd=source_dir_fd)
         except OSError as exc:
-            return index, exc
+            return index, exc, made
         try:
+            if mode is None or size is None:
+                info = os.fstat(source_fd)
+                if not stat.S_ISREG(info.st_mode):  # swapped for a FIFO or a device since the scan
+                    raise OSError(errno.EINVAL, "not a regular file", name)
+                mode, size = info.st_mode & KEPT_MODE_BITS, info.st_size
             target_fd = os.open(name, CREATE_FLAGS, mode, dir_fd=target_dir_fd)
             try:
+                # open(2) applied the umask: the source's bits must survive (create_like's
+                # rule). The platform test keeps mypy --platform win32 honest.
+                if mode & umask and sys.platform != "win32":
+                    os.fchmod(target_fd, mode)
                 try:
                     copied: int | None = copy_range(source_fd, target_fd, size + _COPY_STEP)
                 except OSError as exc:
@@ -297,7 +331,10 @@ def _copy_many(
                 remove_quietly(name, dir_fd=target_dir_fd)
                 raise
         except OSError as exc:
-            return index, exc
+            return index, exc, made
         finally:
             os.close(source_fd)
-    return len(files), None
+        made += size
+        if budget is not None and made >= budget:
+            return index + 1, None, made
+    return len(files), None, made
