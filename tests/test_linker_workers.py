@@ -5,6 +5,7 @@ LinkStats counts for each mode."""
 from __future__ import annotations
 
 import collections
+import errno
 import importlib
 import os
 import re
@@ -388,3 +389,34 @@ def test_a_fifo_in_the_tree_is_an_error_naming_it_and_nothing_is_left(tmp_path: 
     assert raised.value.filename == str(source / "pipe")
     assert raised.value.not_removed == ()
     assert not target.exists()
+
+
+@pytest.mark.usefixtures("two_cpus")
+def test_a_file_gone_after_the_first_8_mib_fails_naming_it_and_nothing_is_left(tmp_path: Path) -> None:
+    """What is left of a directory of large files is measured after the calling thread has
+    copied 8 MiB; a file deleted in between is no size to measure but an error of its own."""
+    source = make_files(tmp_path / "large", 6, 4 * MIB)
+
+    class DeletingAfterTheFirstCall(LinuxBackend):
+        calls = 0
+
+        def make_many(
+            self,
+            mode: str,
+            source_dir: str,
+            target_dir: str,
+            files: Sequence[tuple[str, SourceHints]],
+            start: int = 0,
+            budget: int | None = None,
+        ) -> ManyResult:
+            result = super().make_many(mode, source_dir, target_dir, files, start, budget)
+            type(self).calls += 1
+            if type(self).calls == 1:
+                os.unlink(Path(source_dir) / files[result[0]][0])  # the first file not made yet
+            return result
+
+    with pytest.raises(LinkFailedError) as raised:
+        Linker("copy", env=None, backend=DeletingAfterTheFirstCall()).link_tree(source, tmp_path / "out")
+    assert raised.value.errno == errno.ENOENT
+    assert raised.value.source == str(source / "f2.bin")
+    assert not (tmp_path / "out").exists()
