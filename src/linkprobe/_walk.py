@@ -9,7 +9,6 @@ import os
 import stat
 
 from linkprobe._undo import Tally
-from linkprobe._words import COPY
 from linkprobe.errors import (
     InvalidSourceError,
     LinkFailedError,
@@ -43,10 +42,9 @@ __all__ = [
 #: Entries handed out at once: large enough to amortise the hand-off to a worker, small
 #: enough that both cores stay busy on a tree of a few thousand small files.
 BATCH_FILES: Final[int] = 128
-#: With ``sizes`` (and in measured_batches): a batch also ends once its regular files hold
-#: this many bytes, so that large files spread over the workers instead of queueing behind
-#: one. With ``workers=None``, also what the calling thread copies of a directory before the
-#: rest of it is measured (Linker._run_walk).
+#: In measured_batches: a batch also ends once its regular files hold this many bytes. With
+#: ``workers=None``, also what the calling thread copies of a directory before the rest of it
+#: is measured (Linker._run_walk).
 BATCH_BYTES: Final[int] = 8 << 20
 
 
@@ -97,27 +95,23 @@ class Walk:
                 f"the source directory {entry.path} is the target itself (a mount inside the source)",
             )
 
-    def batches(self, pairs: PairTable, root_pair: Pair, tally: Tally, run: Run, *, sizes: bool) -> Iterator[Batch]:
-        """Create directories (parents first) and yield batches of entries to materialise.
-
-        ``sizes``: measure the regular files of copying pairs (an lstat each, which
-        ``os.DirEntry`` keeps) into ``Batch.bytes``, so that batches of large files end
-        early; without it, a file that readdir says is regular is not stat'ed here.
-        """
+    def batches(self, pairs: PairTable, root_pair: Pair, tally: Tally, run: Run) -> Iterator[Batch]:
+        """Create directories (parents first) and yield batches of up to BATCH_FILES
+        entries to materialise. Nothing is stat'ed for them: where sizes are wanted,
+        measured_batches splits a batch by bytes."""
         source_root, target_root = self.source_root, self.target_root
         real_source = self.real_source
         target_ino = self.target_identity[1]
         points = pairs.mount_points()
-        batch_files, batch_bytes = BATCH_FILES, BATCH_BYTES
+        batch_files = BATCH_FILES
         pending = [(source_root, target_root, real_source, os.path.realpath(target_root), root_pair)]
         while pending:
             source_dir, target_dir, real_source_dir, real_target_dir, pair = pending.pop()
             batch = Batch(pair, source_dir, target_dir)
-            # The hot loop of every tree: the batch's list and counts in locals, its limits
-            # read once (the mode again after each batch: a fallback may step it down).
+            # The hot loop of every tree: the batch's list and count in locals, its limit
+            # read once.
             add = batch.entries.append
-            count = size_total = sized = 0
-            measure = sizes and pair.mode == COPY
+            count = 0
             with os.scandir(source_dir) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
@@ -146,33 +140,28 @@ class Walk:
                         continue
                     add(entry)
                     count += 1
-                    if measure and entry.is_file(follow_symlinks=False):
-                        size_total += entry.stat(follow_symlinks=False).st_size
-                        sized += 1
-                    if count >= batch_files or size_total >= batch_bytes:
-                        batch.bytes, batch.sized = size_total, sized
+                    if count >= batch_files:
                         yield batch
                         batch = Batch(pair, source_dir, target_dir)
                         add = batch.entries.append
-                        count = size_total = sized = 0
-                        measure = sizes and pair.mode == COPY
+                        count = 0
             if count:
-                batch.bytes, batch.sized = size_total, sized
                 yield batch
 
 
 def measured_batches(batch: Batch, entries: Sequence[os.DirEntry[str]]) -> Iterator[Batch]:
-    """``entries`` (regular files of ``batch``'s directory) in batches that end at
-    BATCH_FILES entries or BATCH_BYTES, with the sizes an lstat of each gives."""
+    """``entries`` of ``batch``'s directory in batches that end at BATCH_FILES entries or
+    once their regular files hold BATCH_BYTES, with the sizes an lstat of each gives, so
+    that large files spread over the workers instead of queueing behind one."""
     part = Batch(batch.pair, batch.source_dir, batch.target_dir)
     for entry in entries:
-        try:
-            size = entry.stat(follow_symlinks=False).st_size
-        except OSError:
-            size = 0  # gone since the scan: making it reports that, with its name
         part.entries.append(entry)
-        part.bytes += size
-        part.sized += 1
+        if entry.is_file(follow_symlinks=False):
+            try:  # noqa: SIM105 - contextlib stays out of the linker's import
+                part.bytes += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                pass  # gone since the scan: making it reports that, with its name
+            part.sized += 1
         if len(part.entries) >= BATCH_FILES or part.bytes >= BATCH_BYTES:
             yield part
             part = Batch(batch.pair, batch.source_dir, batch.target_dir)

@@ -306,18 +306,19 @@ class Linker:
         pool: ThreadPoolExecutor | None = None
         futures: list[Future[list[os.DirEntry[str]]]] = []
         try:
-            # Explicit threads: sizes end batches early, so that large files spread over
-            # the workers instead of queueing in one batch of a directory.
-            sizes = (self._workers or 1) > 1
             # workers=None, with threads to decide: this thread makes a directory's files
             # until they hold BATCH_BYTES, and only the rest of such a directory is measured
             # (an lstat each) and spread. A tree of small files is never measured.
             budget = BATCH_BYTES if self._workers is None and decided > 1 else None
-            for batch in walk.batches(self._pairs, pair, tally, run, sizes=sizes):
+            for batch in walk.batches(self._pairs, pair, tally, run):
                 if run.stopped:
                     break
                 if self._threads_for(batch, decided):
-                    pool = self._submit(pool, futures, batch, run, decided)
+                    # Explicit threads: copies split by bytes, so that large files spread
+                    # over the workers instead of queueing in one batch of a directory.
+                    parts = measured_batches(batch, batch.entries) if batch.pair.mode == COPY else (batch,)
+                    for part in parts:
+                        pool = self._submit(pool, futures, part, run, decided)
                 else:
                     for part in measured_batches(batch, self._run_batch(batch, run, tally, budget)):
                         if self._threads_for(part, decided):
