@@ -17,6 +17,7 @@ from linkprobe import (
     LinkFailedError,
     LinkMode,
     LinkModeFallbackWarning,
+    NoUsableModeError,
     UnsupportedModeError,
 )
 from linkprobe.api import SourceHints
@@ -264,3 +265,23 @@ def test_pnpms_clone_or_copy_in_the_environment_is_an_order_for_the_linker_and_s
     stats = linker.link_tree(source, tmp_path / "venv")
     assert stats.count(expected) == stats.files == 21
     assert linkprobe.parse_order("clone-or-copy") == (LinkMode.CLONE, LinkMode.COPY)
+
+
+def test_no_usable_mode_is_the_same_error_from_the_linker_and_the_probe(tmp_path: Path) -> None:
+    """Auto with no working mode of its order: one rule (``_words.required``) raises it, for
+    the Linker as for ``Probe.require``: reasons in the order's modes, errno of the last failed
+    mode (docs/api.md, NoUsableModeError)."""
+    source = make_tree(tmp_path, files=3)
+    backend = ScriptedBackend()
+    backend.armed = True
+    backend.fail_clone, backend.fail_hardlink = errno.EOPNOTSUPP, errno.EXDEV
+    order = (LinkMode.CLONE, LinkMode.HARDLINK)
+    with pytest.raises(NoUsableModeError) as from_probe:
+        linkprobe.probe(source, tmp_path / "venv", cache=False, backend=backend).require(None, order=order)
+    with pytest.raises(NoUsableModeError) as from_linker:
+        Linker(env=None, prefer=order, backend=backend).link_tree(source, tmp_path / "venv")
+    assert from_linker.value.errno == from_probe.value.errno == errno.EXDEV
+    assert from_linker.value.reasons == from_probe.value.reasons
+    assert list(from_linker.value.reasons) == list(order)
+    assert str(from_linker.value) == str(from_probe.value)
+    assert not (tmp_path / "venv").exists()

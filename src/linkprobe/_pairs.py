@@ -13,8 +13,8 @@ import os
 from _thread import allocate_lock  # threading's Lock, without importing threading
 
 from linkprobe._link_results import Fallback
-from linkprobe._words import MODE_WORDS, link_mode, required, supported, verdict_of
-from linkprobe.errors import LinkFailedError, NoUsableModeError
+from linkprobe._words import MODE_WORDS, link_mode, required, supported
+from linkprobe.errors import LinkFailedError
 from linkprobe.mounts import Mount, find_mount, mount_table
 from linkprobe.probe import find
 from linkprobe.reasons import ReasonContext, explain_failure, explain_name_too_long
@@ -155,19 +155,11 @@ class PairTable:
         return pair
 
     def choose(self, found: Findings) -> str:
+        """The pair's mode by the two rules (``_words.required``): the requested mode,
+        verified (UnsupportedModeError), or the best working mode of ``prefer``
+        (NoUsableModeError)."""
         source, target, verdicts, *_ = found
-        if self.requested is not None:
-            return required(verdicts, self.requested, (), source.given, target.given)  # UnsupportedModeError
-        for mode in self.prefer:
-            if supported(verdicts, mode):
-                return mode
-        failed = [verdict_of(verdicts, mode) for mode in self.prefer]
-        raise NoUsableModeError(
-            source.given,
-            target.given,
-            {mode: reason for mode, _, reason, _ in failed},
-            next((code for _, _, _, code in failed if code), None),
-        )
+        return required(verdicts, self.requested, self.prefer, source.given, target.given)
 
     def fall_back(self, pair: Pair, failed: str, code: int, source: str, target: str, run: Run) -> None:
         """Step ``pair`` down from ``failed`` to the next mode (auto), once, and say so."""
